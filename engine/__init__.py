@@ -1,0 +1,1 @@
+"""The PKI domain: issuers, keys, roles, issuance, revocation. Never imports grpc."""

@@ -1,0 +1,1 @@
+"""The Vault side of python-pki: plugin host, path framework, request translation."""

@@ -1,0 +1,33 @@
+"""The declarative path framework (no grpc): a path = pattern + typed fields + handlers + help."""
+from plugin.framework.backend import Backend, Outcome, SecretType, SpecialPaths
+from plugin.framework.errors import (
+    CodedError,
+    InternalError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    UnsupportedOperationError,
+    UnsupportedPathError,
+    UserError,
+    VaultError,
+)
+from plugin.framework.fields import Field, FieldData, FieldType
+from plugin.framework.path import OperationSpec, Path, any_regex, name_regex
+from plugin.framework.request import (
+    Operation,
+    Request,
+    Response,
+    Secret,
+    StaticSystemView,
+    SystemView,
+    error_response,
+    list_response,
+    raw_response,
+)
+
+__all__ = [
+    "Backend", "Outcome", "SecretType", "SpecialPaths", "CodedError", "InternalError", "InvalidRequestError",
+    "PermissionDeniedError", "UnsupportedOperationError", "UnsupportedPathError", "UserError", "VaultError",
+    "Field", "FieldData", "FieldType", "OperationSpec", "Path", "any_regex", "name_regex", "Operation",
+    "Request", "Response", "Secret", "StaticSystemView", "SystemView", "error_response", "list_response",
+    "raw_response",
+]

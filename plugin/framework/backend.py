@@ -1,0 +1,183 @@
+"""Routes framework requests to paths: field validation, existence checks, help, errors, periodic work."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable, Sequence
+
+from plugin.framework import openapi
+from plugin.framework.errors import (
+    InternalError,
+    UnsupportedOperationError,
+    UnsupportedPathError,
+    UserError,
+    VaultError,
+)
+from plugin.framework.fields import FieldData, FieldError
+from plugin.framework.path import Path
+from plugin.framework.request import Operation, Request, Response, error_response
+
+log = logging.getLogger("python-pki.framework")
+
+PeriodicFunc = Callable[[Request], Awaitable[None]]
+SecretHandler = Callable[[Request], Awaitable[Response | None]]
+
+
+@dataclass
+class SpecialPaths:
+    root: list[str] = field(default_factory=list)
+    unauthenticated: list[str] = field(default_factory=list)
+    local_storage: list[str] = field(default_factory=list)
+    seal_wrap_storage: list[str] = field(default_factory=list)
+    allow_snapshot_read: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SecretType:
+    """A kind of lease the backend hands out; renew/revoke arrive with internal_data['secret_type']."""
+
+    name: str
+    revoke: SecretHandler
+    renew: SecretHandler | None = None
+
+
+@dataclass
+class Outcome:
+    """What one request produced: a response, or an error for the wire layer to encode."""
+
+    response: Response | None = None
+    error: VaultError | None = None
+
+
+class Backend:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        help: str = "",
+        special_paths: SpecialPaths | None = None,
+        periodic: PeriodicFunc | None = None,
+        secret_types: Iterable[SecretType] = (),
+        invalidate: Callable[[str], None] | None = None,
+        initialize: PeriodicFunc | None = None,
+        clean: Callable[[], Awaitable[None]] | None = None,
+        backend_type: int = 1,   # logical.TypeLogical: a secrets engine
+    ) -> None:
+        self.paths = list(paths)
+        self.help = help
+        self.special_paths = special_paths or SpecialPaths()
+        self.periodic = periodic
+        self.secret_types = {s.name: s for s in secret_types}
+        self._invalidate = invalidate
+        self._initialize = initialize
+        self._clean = clean
+        self.backend_type = backend_type
+
+    def route(self, path: str) -> tuple[Path, dict[str, str]] | None:
+        for candidate in self.paths:
+            m = candidate.regex.match(path)
+            if m:
+                return candidate, {k: v for k, v in m.groupdict().items() if v is not None}
+        return None
+
+    async def handle(self, req: Request) -> Outcome:
+        try:
+            return Outcome(response=await self._dispatch(req))
+        except UserError as exc:
+            return Outcome(response=error_response(exc.message))
+        except VaultError as exc:
+            return Outcome(error=exc)
+        except Exception:  # noqa: BLE001 - the one place unknown failures become a 500
+            log.exception("internal error handling %s %s", req.operation.value, req.path)
+            return Outcome(error=InternalError("internal error"))
+
+    async def _dispatch(self, req: Request) -> Response | None:
+        op = req.operation
+        if op is Operation.ROLLBACK:
+            if self.periodic is not None:
+                await self.periodic(req)
+            return None
+        if op in (Operation.RENEW, Operation.REVOKE):
+            return await self._handle_secret(req)
+        if op is Operation.RESOLVE_PATH:
+            # Answered from the router alone: an empty reply leaves the path as the client sent it.
+            return None
+        if op is Operation.HELP:
+            return self._help(req)
+
+        routed = self.route(req.path)
+        if routed is None:
+            raise UnsupportedPathError()
+        path, captures = routed
+        handler = path.handler_for(op)
+        if handler is None:
+            raise UnsupportedOperationError()
+        raw = dict(req.data or {})
+        raw.update(captures)   # URL captures win over same-named body keys, as in Vault
+        fields = FieldData(raw=raw, schema=dict(path.fields))
+        try:
+            fields.validate()
+        except FieldError as exc:
+            return error_response(f"Field validation failed: {exc}")
+        req.match = captures
+        resp = await handler(req, fields)
+        unknown = [] if path.takes_raw_body else [k for k in fields.unknown() if k not in captures]
+        if unknown:
+            resp = resp or Response()
+            resp.add_warning(f"Endpoint ignored these unrecognized parameters: [{' '.join(unknown)}]")
+        return resp
+
+    async def existence_check(self, req: Request) -> tuple[bool, bool]:
+        """(check_found, exists). Paths without a check make the server send update, never create."""
+        routed = self.route(req.path)
+        if routed is None:
+            raise UnsupportedPathError()
+        path, captures = routed
+        if path.exists is None:
+            return False, False
+        raw = dict(req.data or {})
+        raw.update(captures)
+        req.match = captures
+        return True, await path.exists(req, FieldData(raw=raw, schema=dict(path.fields)))
+
+    async def _handle_secret(self, req: Request) -> Response | None:
+        secret = req.secret
+        kind = (secret.internal_data.get("secret_type") if secret else None) or ""
+        stype = self.secret_types.get(kind)
+        if stype is None:
+            raise UnsupportedOperationError(f"unknown secret type {kind!r}")
+        if req.operation is Operation.REVOKE:
+            return await stype.revoke(req)
+        if stype.renew is None:
+            raise UnsupportedOperationError("lease is not renewable")
+        return await stype.renew(req)
+
+    def _help(self, req: Request) -> Response:
+        prefix = str((req.data or {}).get("requestResponsePrefix") or req.mount_type or "")
+        if req.path == "":
+            return Response(data={
+                "help": openapi.root_help(self),
+                "see_also": [],
+                "openapi": openapi.document(self, prefix),
+            })
+        routed = self.route(req.path)
+        if routed is None:
+            raise UnsupportedPathError()
+        path, _ = routed
+        return Response(data={
+            "help": openapi.path_help(path, req.path),
+            "see_also": [],
+            "openapi": openapi.document(self, prefix, only=path),
+        })
+
+    def invalidate(self, key: str) -> None:
+        if self._invalidate is not None:
+            self._invalidate(key)
+
+    async def initialize(self, req: Request) -> None:
+        if self._initialize is not None:
+            await self._initialize(req)
+
+    async def cleanup(self) -> None:
+        if self._clean is not None:
+            await self._clean()

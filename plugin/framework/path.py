@@ -1,0 +1,66 @@
+"""A path is data: a regex pattern with named parts, typed fields, a handler per operation, help."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Mapping
+
+from plugin.framework.fields import Field, FieldData
+from plugin.framework.request import Operation, Request, Response
+
+Handler = Callable[[Request, FieldData], Awaitable[Response | None]]
+ExistenceCheck = Callable[[Request, FieldData], Awaitable[bool]]
+
+
+def name_regex(name: str) -> str:
+    """A named capture for issuer/key/role names (word characters, dots and dashes inside)."""
+    return rf"(?P<{name}>\w(([\w.-]+)?\w)?)"
+
+
+def any_regex(name: str) -> str:
+    return rf"(?P<{name}>.+)"
+
+
+def opt_trailing_slash() -> str:
+    return "/?"
+
+
+@dataclass
+class OperationSpec:
+    handler: Handler
+    summary: str = ""
+    description: str = ""
+
+
+@dataclass
+class Path:
+    pattern: str
+    fields: Mapping[str, Field] = field(default_factory=dict)
+    operations: Mapping[Operation, Handler | OperationSpec] = field(default_factory=dict)
+    exists: ExistenceCheck | None = None
+    synopsis: str = ""
+    description: str = ""
+    # For paths whose POST body is not a JSON field map (e.g. OCSP DER): skip unknown-field warnings.
+    takes_raw_body: bool = False
+    regex: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        pattern = self.pattern
+        if not pattern.startswith("^"):
+            pattern = "^" + pattern
+        if not pattern.endswith("$"):
+            pattern = pattern + "$"
+        self.regex = re.compile(pattern)
+
+    def handler_for(self, op: Operation) -> Handler | None:
+        spec = self.operations.get(op)
+        if spec is None and op is Operation.CREATE:
+            # Without an existence check the server never sends create; if it does, update handles it.
+            spec = self.operations.get(Operation.UPDATE)
+        if spec is None:
+            return None
+        return spec.handler if isinstance(spec, OperationSpec) else spec
+
+    def summary_for(self, op: Operation) -> str:
+        spec = self.operations.get(op)
+        return spec.summary if isinstance(spec, OperationSpec) and spec.summary else self.synopsis

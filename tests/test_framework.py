@@ -1,0 +1,112 @@
+"""The path framework: routing, coercion, warnings, error mapping, help and OpenAPI."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.storage import InMemoryStorage
+from plugin.framework import (
+    Backend, Field, FieldType, Operation, Path, Request, Response, SpecialPaths, UnsupportedOperationError,
+    UnsupportedPathError, UserError, name_regex,
+)
+from plugin.framework.fields import FieldError, convert, parse_duration
+from plugin.framework.openapi import expand_pattern
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _echo(req, d):
+    return Response(data={"name": d["name"], "ttl": d["ttl"], "list": d["list"], "flag": d["flag"]})
+
+
+async def _fail(req, d):
+    raise UserError("role is bad")
+
+
+async def _boom(req, d):
+    raise RuntimeError("secret detail")
+
+
+def make_backend() -> Backend:
+    fields = {
+        "name": Field(FieldType.STRING),
+        "ttl": Field(FieldType.DURATION, default="1h"),
+        "list": Field(FieldType.COMMA_STRING_SLICE),
+        "flag": Field(FieldType.BOOL, default=True),
+    }
+    return Backend([
+        Path("roles/" + name_regex("name"), fields, {Operation.UPDATE: _echo, Operation.READ: _echo}),
+        Path("fail", {}, {Operation.UPDATE: _fail}),
+        Path("boom", {}, {Operation.READ: _boom}),
+        Path("issue/(?P<kind>internal|exported)", {"kind": Field()}, {Operation.UPDATE: _echo}),
+    ], help="test backend", special_paths=SpecialPaths(unauthenticated=["roles/+"]))
+
+
+def req(op, path, data=None):
+    return Request(operation=op, path=path, storage=InMemoryStorage(), data=data or {})
+
+
+@pytest.mark.parametrize("raw,secs", [("72h", 259200), ("30m", 1800), ("90", 90), (90, 90), ("1h30m", 5400),
+                                      ("2d", 172800), ("", 0)])
+def test_durations(raw, secs):
+    assert parse_duration(raw) == secs
+
+
+@pytest.mark.parametrize("raw", ["abc", "5x", "-1h", True])
+def test_bad_durations(raw):
+    with pytest.raises(FieldError):
+        parse_duration(raw)
+
+
+def test_coercions_match_vault_shapes():
+    assert convert(FieldType.COMMA_STRING_SLICE, "a, b,,c", "x") == ["a", "b", "c"]
+    assert convert(FieldType.COMMA_STRING_SLICE, ["a,b", "c"], "x") == ["a", "b", "c"]
+    assert convert(FieldType.BOOL, "true", "x") is True
+    assert convert(FieldType.INT, "2048", "x") == 2048
+    assert convert(FieldType.KV_PAIRS, ["a=1", "b=2"], "x") == {"a": "1", "b": "2"}
+    assert convert(FieldType.STRING_SLICE, '["a","b"]', "x") == ["a", "b"]
+    with pytest.raises(FieldError, match='for field "x"'):
+        convert(FieldType.INT, "x", "x")
+
+
+def test_route_captures_override_body_and_defaults_apply():
+    out = run(make_backend().handle(req(Operation.UPDATE, "roles/web", {"name": "other", "list": "a,b"})))
+    assert out.response.data == {"name": "web", "ttl": 3600, "list": ["a", "b"], "flag": True}
+
+
+def test_unknown_fields_warned_sorted():
+    out = run(make_backend().handle(req(Operation.UPDATE, "roles/web", {"zz": 1, "aa": 2})))
+    assert out.response.warnings == ["Endpoint ignored these unrecognized parameters: [aa zz]"]
+
+
+def test_field_validation_is_a_user_error():
+    out = run(make_backend().handle(req(Operation.UPDATE, "roles/web", {"ttl": "abc"})))
+    assert out.response.data["error"].startswith("Field validation failed: error converting input abc")
+
+
+def test_error_mapping():
+    b = make_backend()
+    assert run(b.handle(req(Operation.UPDATE, "fail"))).response.data == {"error": "role is bad"}
+    assert isinstance(run(b.handle(req(Operation.READ, "nope"))).error, UnsupportedPathError)
+    assert isinstance(run(b.handle(req(Operation.DELETE, "roles/x"))).error, UnsupportedOperationError)
+    boom = run(b.handle(req(Operation.READ, "boom"))).error
+    assert boom.status == 500 and "secret detail" not in boom.message
+
+
+def test_help_and_openapi():
+    b = make_backend()
+    out = run(b.handle(req(Operation.HELP, "roles/web")))
+    assert "## PARAMETERS" in out.response.data["help"] and "ttl (duration_second)" in out.response.data["help"]
+    doc = run(b.handle(req(Operation.HELP, "", {"requestResponsePrefix": "python-pki"}))).response.data["openapi"]
+    assert set(doc["paths"]) == {"/roles/{name}", "/fail", "/boom", "/issue/{kind}"}
+    assert doc["paths"]["/roles/{name}"]["x-vault-unauthenticated"] is True
+    assert doc["paths"]["/roles/{name}"]["post"]["operationId"] == "python-pki-write-roles-name"
+
+
+def test_expand_pattern():
+    assert expand_pattern("roles/?$") == ["/roles"]
+    assert expand_pattern(r"cert/(?P<serial>[0-9A-Fa-f-:]+)(/raw(/pem)?)?") == [
+        "/cert/{serial}/raw/pem", "/cert/{serial}/raw", "/cert/{serial}"]
