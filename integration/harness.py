@@ -34,6 +34,19 @@ class HarnessError(RuntimeError):
     pass
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies, so a
+    crashed or killed pytest does not leave servers behind (Linux only)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -270,6 +283,7 @@ class BaoServer(Client):
                 env={k: v for k, v in os.environ.items()
                      if not k.startswith(("BAO_", "VAULT_"))},
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             try:
                 self.wait_ready(timeout, alive=lambda: self.proc.poll() is None)
