@@ -1,0 +1,119 @@
+"""Clients for the server's brokered services: Storage (engine.storage.Storage) and SystemView."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+from google.protobuf.json_format import MessageToDict
+from grpclib.client import Channel
+
+from engine.storage import StorageError
+from proto import backend_grpc, backend_pb2
+
+ChannelSource = Callable[[], Awaitable[Channel]]
+
+
+class LazyChannel:
+    """Dials the brokered service on first use; Setup must not block on it (register-time Setup has none)."""
+
+    def __init__(self, dial: ChannelSource) -> None:
+        self._dial = dial
+        self._channel: Channel | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Channel:
+        if self._channel is None:
+            async with self._lock:
+                if self._channel is None:
+                    self._channel = await self._dial()
+        return self._channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class GrpcStorage:
+    def __init__(self, channel: LazyChannel) -> None:
+        self._channel = channel
+        self._stub: backend_grpc.StorageStub | None = None
+
+    async def _s(self) -> backend_grpc.StorageStub:
+        if self._stub is None:
+            self._stub = backend_grpc.StorageStub(await self._channel.get())
+        return self._stub
+
+    async def get(self, key: str) -> bytes | None:
+        reply = await (await self._s()).Get(backend_pb2.StorageGetArgs(key=key))
+        if reply.err:
+            raise StorageError(reply.err)
+        return reply.entry.value if reply.HasField("entry") else None
+
+    async def put(self, key: str, value: bytes, seal_wrap: bool = False) -> None:
+        reply = await (await self._s()).Put(backend_pb2.StoragePutArgs(
+            entry=backend_pb2.StorageEntry(key=key, value=value, seal_wrap=seal_wrap)))
+        if reply.err:
+            raise StorageError(reply.err)
+
+    async def delete(self, key: str) -> None:
+        reply = await (await self._s()).Delete(backend_pb2.StorageDeleteArgs(key=key))
+        if reply.err:
+            raise StorageError(reply.err)
+
+    async def list(self, prefix: str) -> list[str]:
+        reply = await (await self._s()).List(backend_pb2.StorageListArgs(prefix=prefix))
+        if reply.err:
+            raise StorageError(reply.err)
+        return list(reply.keys)
+
+
+class GrpcSystemView:
+    """pb.SystemView. TTLs are cached for a second: issuance asks for them on every request."""
+
+    TTL_CACHE_SECONDS = 1.0
+
+    def __init__(self, channel: LazyChannel) -> None:
+        self._channel = channel
+        self._stub: backend_grpc.SystemViewStub | None = None
+        self._ttls: dict[str, tuple[float, int]] = {}
+
+    async def _s(self) -> backend_grpc.SystemViewStub:
+        if self._stub is None:
+            self._stub = backend_grpc.SystemViewStub(await self._channel.get())
+        return self._stub
+
+    async def _ttl(self, which: str) -> int:
+        cached = self._ttls.get(which)
+        now = time.monotonic()
+        if cached and now - cached[0] < self.TTL_CACHE_SECONDS:
+            return cached[1]
+        stub = await self._s()
+        reply = await getattr(stub, which)(backend_pb2.Empty())
+        seconds = reply.TTL // 1_000_000_000
+        self._ttls[which] = (now, seconds)
+        return seconds
+
+    async def default_lease_ttl(self) -> int:
+        return await self._ttl("DefaultLeaseTTL")
+
+    async def max_lease_ttl(self) -> int:
+        return await self._ttl("MaxLeaseTTL")
+
+    async def entity_info(self, entity_id: str) -> dict[str, Any] | None:
+        reply = await (await self._s()).EntityInfo(backend_pb2.EntityInfoArgs(entity_id=entity_id))
+        if reply.err:
+            raise StorageError(reply.err)
+        if not reply.HasField("entity"):
+            return None
+        return MessageToDict(reply.entity, preserving_proto_field_name=True)
+
+    async def groups_for_entity(self, entity_id: str) -> list[dict[str, Any]]:
+        reply = await (await self._s()).GroupsForEntity(backend_pb2.EntityInfoArgs(entity_id=entity_id))
+        if reply.err:
+            raise StorageError(reply.err)
+        return [MessageToDict(g, preserving_proto_field_name=True) for g in reply.groups]
+
+    async def local_mount(self) -> bool:
+        return (await (await self._s()).LocalMount(backend_pb2.Empty())).local

@@ -1,0 +1,77 @@
+"""Plugin host pieces that need no server: negotiation, the AutoMTLS identity, wire translation, usage."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from cryptography import x509
+
+from engine.storage import InMemoryStorage
+from plugin.framework import Response, Secret, StaticSystemView, UnsupportedPathError, raw_response
+from plugin.host import tls, translate
+from plugin.host.serve import NegotiationError, automtls_enabled, negotiate_protocol
+from proto import backend_pb2
+
+
+def test_protocol_negotiation_prefers_v5_and_falls_back_to_v4():
+    assert negotiate_protocol({"PLUGIN_PROTOCOL_VERSIONS": "5"}) == 5
+    assert negotiate_protocol({"PLUGIN_PROTOCOL_VERSIONS": "3,4"}) == 4
+    with pytest.raises(NegotiationError):
+        negotiate_protocol({"PLUGIN_PROTOCOL_VERSIONS": "3"})
+
+
+def test_automtls_needs_flag_and_client_cert():
+    assert automtls_enabled({"VAULT_PLUGIN_AUTOMTLS_ENABLED": "true", "PLUGIN_CLIENT_CERT": "x"})
+    assert automtls_enabled({"BAO_PLUGIN_AUTOMTLS_ENABLED": "true", "PLUGIN_CLIENT_CERT": "x"})
+    assert not automtls_enabled({"VAULT_PLUGIN_AUTOMTLS_ENABLED": "true"})
+
+
+def test_identity_is_what_the_server_accepts():
+    ident = tls.make_identity()
+    assert "=" not in ident.handshake_cert
+    der = base64.b64decode(ident.handshake_cert + "=" * (-len(ident.handshake_cert) % 4))
+    cert = x509.load_der_x509_certificate(der)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in list(ekus)
+
+
+def test_request_translation_reads_null_data_and_headers():
+    pb = backend_pb2.Request(operation="read", path="roles/x", data="null", mount_point="pki/")
+    pb.headers["X-Test"].header.append("1")
+    req = translate.request_from_pb(pb, InMemoryStorage(), StaticSystemView())
+    assert req.data == {} and req.path == "roles/x" and req.headers == {"X-Test": ["1"]}
+    assert translate.request_from_pb(backend_pb2.Request(operation="bogus"), InMemoryStorage(),
+                                     StaticSystemView()) is None
+
+
+def test_raw_body_is_base64_and_empty_data_is_null():
+    out = translate.response_to_pb(raw_response(b"test", "text/plain"))
+    data = json.loads(out.data)
+    assert base64.b64decode(data["http_raw_body"]) == b"test" and data["http_content_type"] == "text/plain"
+    assert translate.response_to_pb(Response(warnings=["w"])).data == "null"
+
+
+def test_secret_carries_issue_time_and_nanoseconds():
+    out = translate.response_to_pb(Response(data={}, secret=Secret(internal_data={"secret_type": "pki"}, ttl=60)))
+    assert out.secret.lease_options.TTL == 60 * 10**9
+    assert out.secret.lease_options.issue_time.seconds > 0
+    assert json.loads(out.secret.internal_data) == {"secret_type": "pki"}
+
+
+def test_errors_map_to_vault_types():
+    err = translate.error_to_pb(UnsupportedPathError())
+    assert (err.err_type, err.err_msg) == (6, "unsupported path")
+
+
+def test_run_by_hand_explains_and_fails():
+    env = {k: v for k, v in os.environ.items() if k != "VAULT_BACKEND_PLUGIN"}
+    proc = subprocess.run([sys.executable, "-m", "plugin.main"], capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode != 0
+    assert "plugin register" in proc.stderr and proc.stdout == ""
