@@ -262,7 +262,8 @@ class BaoServer(Client):
     # -- lifecycle --------------------------------------------------------
     def start(self, attempts: int = 5, timeout: float = 60) -> "BaoServer":
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(f'plugin_directory = "{self.plugin_dir}"\n')
+        # raw_storage_endpoint lets tests list a mount's storage keys ("nothing was written").
+        self.config_path.write_text(f'plugin_directory = "{self.plugin_dir}"\nraw_storage_endpoint = true\n')
         self.launcher_path, self.launcher_sha256 = install_launcher(self.plugin_dir, PLUGIN_NAME)
         last: Exception | None = None
         for _ in range(attempts):
@@ -472,3 +473,26 @@ class VaultContainer(Client):
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
             self.container = None
+
+
+def mount_storage_keys(client: Client, mount: str) -> dict[str, str]:
+    """Every storage key of a mount with a hash of its value, read through sys/raw (dev servers only)."""
+    import hashlib
+
+    mounts = client.http("GET", "sys/mounts").json()["data"]
+    uuid = mounts[mount.strip("/") + "/"]["uuid"]
+    base = f"logical/{uuid}/"
+    out: dict[str, str] = {}
+    pending = [""]
+    while pending:
+        prefix = pending.pop()
+        resp = client.http("LIST", f"sys/raw/{base}{prefix}")
+        if resp.status_code == 404:
+            continue
+        for key in resp.json()["data"]["keys"]:
+            if key.endswith("/"):
+                pending.append(prefix + key)
+            else:
+                value = client.http("GET", f"sys/raw/{base}{prefix}{key}").json()["data"]["value"]
+                out[prefix + key] = hashlib.sha256(value.encode()).hexdigest()
+    return out
