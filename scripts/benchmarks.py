@@ -1,0 +1,189 @@
+"""Benchmarks (never tests): our mount next to the built-in `pki` in one server, reported as ratios.
+
+Machines are shared and noisy, so every figure is paired with the built-in engine's figure from the same
+run. Load comes from `hey` (Go, cheap on CPU) so the client does not steal the plugin's cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from integration.harness import BaoServer, unique_name
+
+RESULTS: list[str] = []
+
+
+def report(line: str) -> None:
+    print(line, flush=True)
+    RESULTS.append(line)
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def hey(url: str, token: str, body: dict | None, duration: int, concurrency: int = 8,
+        method: str = "POST") -> Load:
+    if shutil.which("hey") is None:
+        raise SystemExit("hey is not installed (apt-get install hey)")
+    cmd = ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-m", method, "-H", f"X-Vault-Token: {token}",
+           "-o", "csv"]
+    if body is not None:
+        cmd += ["-T", "application/json", "-d", json.dumps(body)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(",") for line in out.splitlines()[1:] if line.strip()]
+    # csv columns: response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
+    times = sorted(float(r[0]) * 1000 for r in rows)
+    errors = sum(1 for r in rows if not r[6].startswith("2"))
+    span = max(float(r[7]) + float(r[0]) for r in rows) if rows else duration
+    if not times:
+        return Load(0, 0, 0, 0)
+    return Load(rps=len(times) / span, p50_ms=times[len(times) // 2],
+                p99_ms=times[min(len(times) - 1, int(len(times) * 0.99))], errors=errors)
+
+
+def sequential_latency(bao: BaoServer, path: str, n: int = 400) -> float:
+    session = requests.Session()
+    headers = {"X-Vault-Token": bao.token}
+    url = f"{bao.addr}/v1/{path}"
+    for _ in range(20):
+        session.get(url, headers=headers)
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = session.get(url, headers=headers)
+        samples.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+    return statistics.median(samples)
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def bench_startup(bao: BaoServer, _args) -> None:
+    times = []
+    for _ in range(5):
+        path = unique_name("start")
+        t0 = time.perf_counter()
+        bao.enable_plugin_mount(path)
+        while bao.http("LIST", f"{path}/roles").status_code not in (200, 404):
+            time.sleep(0.01)
+        times.append(time.perf_counter() - t0)
+        bao.disable_mount(path)
+        time.sleep(0.5)
+    report(f"| startup: secrets enable -> first read | median {statistics.median(times)*1000:.0f} ms "
+           f"(max {max(times)*1000:.0f} ms, 5 runs) | target < 1500 ms |")
+
+
+def bench_read(bao: BaoServer, args) -> None:
+    ours, ref = unique_name("pki"), unique_name("ref")
+    bao.enable_plugin_mount(ours)
+    bao.enable_builtin_mount(ref)
+    for m in (ours, ref):
+        bao.http("POST", f"{m}/roles/x", json={"allow_any_name": True}).raise_for_status()
+    a = sequential_latency(bao, f"{ours}/roles/x")
+    b = sequential_latency(bao, f"{ref}/roles/x")
+    report(f"| read roles/x sequential p50 | ours {a:.2f} ms, built-in {b:.2f} ms | ratio {a/b:.2f}x "
+           f"| target <= 1.5x |")
+    la = hey(f"{bao.addr}/v1/{ours}/roles/x", bao.token, None, args.duration, method="GET")
+    lb = hey(f"{bao.addr}/v1/{ref}/roles/x", bao.token, None, args.duration, method="GET")
+    report(f"| read roles/x, 8 clients | ours {la.rps:.0f} req/s p50 {la.p50_ms:.1f} ms, built-in {lb.rps:.0f} "
+           f"req/s p50 {lb.p50_ms:.1f} ms | throughput ratio {la.rps/lb.rps:.2f}x | |")
+    report(f"| plugin RSS (all plugin processes) | {rss_mb(bao.plugin_pids()):.0f} MB | | target < 80 MB |")
+
+
+def _issuing_pair(bao: BaoServer) -> tuple[str, str]:
+    ours, ref = unique_name("pki"), unique_name("ref")
+    bao.enable_plugin_mount(ours)
+    bao.enable_builtin_mount(ref)
+    for m in (ours, ref):
+        bao.tune_max_ttl(m, "87600h")
+        bao.http("POST", f"{m}/root/generate/internal",
+                 json={"common_name": "Bench Root", "key_type": "ec", "ttl": "87600h"}).raise_for_status()
+    return ours, ref
+
+
+def bench_issue(bao: BaoServer, args) -> None:
+    ours, ref = _issuing_pair(bao)
+    for name, role in [("EC P-256", {"key_type": "ec", "key_bits": 256}),
+                       ("RSA-2048", {"key_type": "rsa", "key_bits": 2048})]:
+        for stored in (True, False):
+            rname = unique_name("r")
+            results = {}
+            for m in (ours, ref):
+                bao.http("POST", f"{m}/roles/{rname}", json={**role, "allow_any_name": True,
+                                                              "no_store": not stored, "ttl": "1h"}).raise_for_status()
+                results[m] = hey(f"{bao.addr}/v1/{m}/issue/{rname}", bao.token, {"common_name": "a.example.com"},
+                                 args.duration)
+            a, b = results[ours], results[ref]
+            label = f"{name}, {'stored' if stored else 'no_store'}"
+            report(f"| issue {label}, 8 clients | ours {a.rps:.1f} req/s p50 {a.p50_ms:.1f} p99 {a.p99_ms:.1f} ms"
+                   f" ({a.errors} errors) | built-in {b.rps:.1f} req/s p50 {b.p50_ms:.1f} p99 {b.p99_ms:.1f} ms"
+                   f" | ratio {a.rps / b.rps if b.rps else float('nan'):.2f}x |")
+
+
+BENCHES: dict[str, Callable] = {"startup": bench_startup, "read": bench_read, "issue": bench_issue}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench")
+    parser.add_argument("which", nargs="*", default=["all"])
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per measurement")
+    parser.add_argument("--out", help="also write the results table to this file")
+    args = parser.parse_args()
+    extra = {}
+    try:   # benchmarks contributed by other areas register themselves here
+        from scripts import bench_revocation  # noqa: F401
+        extra.update(bench_revocation.BENCHES)
+    except ImportError:
+        pass
+    try:
+        from scripts import bench_hsm  # noqa: F401
+        extra.update(bench_hsm.BENCHES)
+    except ImportError:
+        pass
+    benches = {**BENCHES, **extra}
+    chosen = list(benches) if "all" in args.which else args.which
+    with tempfile.TemporaryDirectory(prefix="python-pki-bench-") as tmp:
+        bao = BaoServer(Path(tmp)).start()
+        bao.register()
+        try:
+            report(f"# scripts/bench on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}")
+            report("| measurement | result | ratio / detail | target |")
+            report("|---|---|---|---|")
+            for name in chosen:
+                benches[name](bao, args)
+        finally:
+            bao.stop()
+    if args.out:
+        Path(args.out).write_text("\n".join(RESULTS) + "\n")
+
+
+if __name__ == "__main__":
+    main()
