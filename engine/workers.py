@@ -1,0 +1,78 @@
+"""CPU-heavy work (RSA key generation) off the event loop, in a process pool owned by the engine.
+
+RSA key generation dominates RSA issuance (tens of ms per key); a process pool sized to the machine's cores
+lets a 2-core box use both whatever the GIL does. The pool starts lazily, on the
+first request that needs it, with the forkserver method: the plugin process runs gRPC threads and forking it
+directly is unsafe.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_executor: Executor | None = None
+
+
+def _pool_size() -> int:
+    env = os.environ.get("PYTHON_PKI_WORKERS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def executor() -> Executor:
+    """The shared pool; a thread pool when PYTHON_PKI_WORKERS=threads (debugging, restricted sandboxes)."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            if os.environ.get("PYTHON_PKI_WORKERS") == "threads":
+                _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pki-worker")
+            else:
+                method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+                ctx = multiprocessing.get_context(method)
+                if method == "forkserver":
+                    ctx.set_forkserver_preload(["engine.workers"])
+                _executor = ProcessPoolExecutor(max_workers=_pool_size(), mp_context=ctx)
+        return _executor
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """Run a picklable top-level function in the pool and await its result."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor(), fn, *args)
+
+
+def shutdown() -> None:
+    global _executor
+    with _lock:
+        if _executor is not None:
+            _executor.shutdown(wait=False, cancel_futures=True)
+            _executor = None
+
+
+atexit.register(shutdown)
+
+
+def rsa_private_key_der(bits: int) -> bytes:
+    """Runs in a worker: a fresh RSA key as PKCS#8 DER (bytes cross the process boundary cheaply)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+async def generate_rsa(bits: int) -> rsa.RSAPrivateKey:
+    der = await run(rsa_private_key_der, bits)
+    key = serialization.load_der_private_key(der, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key

@@ -1,0 +1,445 @@
+"""X.509 building blocks shared by CA generation and issuance: serials, PEM, subjects, SANs, usages, key ids."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import re
+import secrets
+from typing import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, ed448, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from plugin.framework import UserError
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serial numbers
+
+SERIAL_BITS = 159   # Vault draws uniformly below 2^159 so the DER INTEGER stays within 20 octets
+
+
+def new_serial() -> int:
+    """A fresh certificate serial; zero is not a valid serial (RFC 5280 4.1.2.2) so it is redrawn."""
+    while True:
+        value = secrets.randbits(SERIAL_BITS)
+        if value > 0:
+            return value
+
+
+def serial_to_colon_hex(serial: int) -> str:
+    """Vault's rendering: lowercase, two digits per byte of the minimal big-endian magnitude, colon separated."""
+    if serial < 0:
+        raise ValueError("negative serial")
+    raw = serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big")
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+_SERIAL_INPUT = re.compile(r"^[0-9A-Fa-f]{1,2}([:-][0-9A-Fa-f]{1,2})*$")
+
+
+def normalize_serial(text: str) -> str:
+    """Colon-form serial from user input in colon or hyphen form, any case (bare hex is not accepted, as in Vault)."""
+    return text.strip().lower().replace("-", ":")
+
+
+def serial_storage_form(serial: str | int) -> str:
+    """The hyphenated form used in storage keys (`certs/<this>`)."""
+    text = serial_to_colon_hex(serial) if isinstance(serial, int) else normalize_serial(serial)
+    return text.replace(":", "-")
+
+
+def serial_from_text(text: str) -> int:
+    """Integer value of a colon/hyphen serial; UserError when it is not one."""
+    norm = text.strip()
+    if not _SERIAL_INPUT.match(norm):
+        raise UserError(f"invalid serial number: {text}")
+    return int(norm.replace(":", "").replace("-", ""), 16)
+
+
+def cert_serial_colon(cert: x509.Certificate) -> str:
+    return serial_to_colon_hex(cert.serial_number)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PEM helpers
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
+
+
+def cert_to_pem(cert: x509.Certificate) -> str:
+    """PEM with exactly one trailing newline (the stored form)."""
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def strip_pem(pem: str) -> str:
+    """PEM without the trailing newline, as issue/sign responses and `ca/pem` render it."""
+    return pem.rstrip("\n")
+
+
+def with_newline(pem: str) -> str:
+    return pem.rstrip("\n") + "\n"
+
+
+def pem_blocks(data: str | bytes) -> list[tuple[str, bytes]]:
+    """(label, whole PEM block bytes) for every block in order; text between blocks is ignored."""
+    raw = data.encode() if isinstance(data, str) else data
+    return [(m.group(1).decode(), m.group(0) + b"\n") for m in _PEM_BLOCK.finditer(raw)]
+
+
+def load_pem_certificates(data: str | bytes) -> list[x509.Certificate]:
+    return [x509.load_pem_x509_certificate(block) for label, block in pem_blocks(data) if label == "CERTIFICATE"]
+
+
+def private_key_to_pem(key: PrivateKeyTypes, pkcs8: bool = False) -> str:
+    """Native encodings as Vault writes them: PKCS#1 for RSA, SEC1 for EC, PKCS#8 for Ed25519 (or PKCS#8 on request)."""
+    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        fmt = serialization.PrivateFormat.PKCS8
+    else:
+        fmt = serialization.PrivateFormat.TraditionalOpenSSL
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+
+
+def private_key_to_der(key: PrivateKeyTypes, pkcs8: bool = False) -> bytes:
+    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        fmt = serialization.PrivateFormat.PKCS8
+    else:
+        fmt = serialization.PrivateFormat.TraditionalOpenSSL
+    return key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+
+
+def key_type_name(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> str:
+    """Vault's key type names: rsa, ec, ed25519 (anything else is 'unknown')."""
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return "rsa"
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return "ec"
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return "ed25519"
+    return "unknown"
+
+
+def key_bits_of(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> int:
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return key.key_size
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return key.curve.key_size
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return 256
+    if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
+        return key.key_size
+    return 0
+
+
+def public_key_der(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def same_public_key(a: CertificatePublicKeyTypes, b: CertificatePublicKeyTypes) -> bool:
+    return public_key_der(a) == public_key_der(b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Key identifiers
+
+def subject_key_id(public_key: CertificatePublicKeyTypes) -> bytes:
+    """RFC 5280 method 1: SHA-1 over the subjectPublicKey BIT STRING contents."""
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest
+
+
+def colon_hex(data: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in data)
+
+
+def parse_hex_id(text: str) -> bytes:
+    """A user-supplied key id in hex with optional ':', '-' or space separators."""
+    cleaned = re.sub(r"[:\- ]", "", text.strip())
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise UserError(f"unable to parse subject key id: {text}") from None
+
+
+def cert_skid(cert: x509.Certificate) -> bytes:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return subject_key_id(cert.public_key())
+
+
+def aki_from_issuer(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """AKI carrying only the key identifier (what Vault writes; issuer+serial form is not used)."""
+    return x509.AuthorityKeyIdentifier(cert_skid(issuer_cert), None, None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subjects
+
+# Request field -> (OID, one-or-many). Vault sorts nothing: order is CN, then these in Go's pkix.Name order.
+SUBJECT_LIST_FIELDS: tuple[tuple[str, x509.ObjectIdentifier], ...] = (
+    ("country", NameOID.COUNTRY_NAME),
+    ("organization", NameOID.ORGANIZATION_NAME),
+    ("ou", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("locality", NameOID.LOCALITY_NAME),
+    ("province", NameOID.STATE_OR_PROVINCE_NAME),
+    ("street_address", NameOID.STREET_ADDRESS),
+    ("postal_code", NameOID.POSTAL_CODE),
+)
+
+
+def build_subject(common_name: str = "", *, country: Sequence[str] = (), organization: Sequence[str] = (),
+                  ou: Sequence[str] = (), locality: Sequence[str] = (), province: Sequence[str] = (),
+                  street_address: Sequence[str] = (), postal_code: Sequence[str] = (), serial_number: str = "",
+                  user_ids: Sequence[str] = ()) -> x509.Name:
+    """A subject DN in the attribute order Go's pkix.Name marshals (C, O, OU, L, ST, street, postalCode, serial, CN).
+
+    Each attribute is its own RDN, as Go writes them; UIDs (0.9.2342.19200300.100.1.1) come last.
+    """
+    rdns: list[x509.RelativeDistinguishedName] = []
+    values = {"country": country, "organization": organization, "ou": ou, "locality": locality,
+              "province": province, "street_address": street_address, "postal_code": postal_code}
+    for name, oid in SUBJECT_LIST_FIELDS:
+        for v in values[name]:
+            if v:
+                rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(oid, v)]))
+    if serial_number:
+        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number)]))
+    if common_name:
+        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+    for uid in user_ids:
+        if uid:
+            rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.USER_ID, uid)]))
+    try:
+        return x509.Name(rdns)
+    except ValueError as exc:
+        raise UserError(f"invalid subject: {exc}") from None
+
+
+def subject_from_fields(d: object, common_name: str | None = None) -> x509.Name:
+    """build_subject from a FieldData that has the common subject fields (missing fields are treated as empty)."""
+    def get(name: str, default: object) -> object:
+        try:
+            return d.get(name)  # type: ignore[attr-defined]
+        except KeyError:
+            return default
+    cn = common_name if common_name is not None else str(get("common_name", "") or "")
+    return build_subject(
+        cn,
+        country=list(get("country", []) or []), organization=list(get("organization", []) or []),
+        ou=list(get("ou", []) or []), locality=list(get("locality", []) or []),
+        province=list(get("province", []) or []), street_address=list(get("street_address", []) or []),
+        postal_code=list(get("postal_code", []) or []), serial_number=str(get("serial_number", "") or ""),
+    )
+
+
+def common_name_of(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subject alternative names
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+UTF8_OTHERNAME_PREFIX = "UTF8:"
+
+
+def is_hostname(name: str, allow_wildcard: bool = True) -> bool:
+    """RFC 1123 host name (optionally with a single leftmost '*' label); used to decide if a CN may be a DNS SAN."""
+    if not name or len(name) > 253 or "\x00" in name:
+        return False
+    labels = name.rstrip(".").split(".") if name != "." else []
+    if not labels:
+        return False
+    if allow_wildcard and labels[0] == "*":
+        labels = labels[1:]
+        if not labels:
+            return False
+    return all(_HOSTNAME_LABEL.match(label) for label in labels)
+
+
+def is_email(name: str) -> bool:
+    local, sep, domain = name.partition("@")
+    return bool(sep and local and domain and "@" not in domain and is_hostname(domain, allow_wildcard=False))
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise UserError(f'the value "{text}" is not a valid IP address') from None
+
+
+def parse_other_san(entry: str) -> tuple[x509.ObjectIdentifier, str]:
+    """`<oid>;UTF8:<value>` (the only type Vault supports); UserError otherwise."""
+    oid_text, sep, rest = entry.partition(";")
+    if not sep:
+        raise UserError(f"other_sans entry {entry!r} is not in the form <oid>;UTF8:<value>")
+    type_name, colon, value = rest.partition(":")
+    if not colon or type_name.strip().upper() not in ("UTF8", "UTF-8"):
+        raise UserError(f"other_sans entry {entry!r}: only UTF8 values are supported")
+    try:
+        oid = x509.ObjectIdentifier(oid_text.strip())
+    except ValueError:
+        raise UserError(f"other_sans entry {entry!r} has an invalid OID") from None
+    return oid, value
+
+
+def other_name(oid: x509.ObjectIdentifier, value: str) -> x509.OtherName:
+    """otherName with an explicitly tagged UTF8String value ([0] EXPLICIT UTF8String), as OpenSSL encodes it."""
+    encoded = value.encode("utf-8")
+    utf8 = b"\x0c" + _der_len(len(encoded)) + encoded
+    return x509.OtherName(oid, utf8)
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def build_sans(dns: Iterable[str] = (), emails: Iterable[str] = (), ips: Iterable[str] = (),
+               uris: Iterable[str] = (), other_sans: Iterable[str] = ()) -> list[x509.GeneralName]:
+    """General names in Go's SAN order (DNS, email, IP, URI), then otherNames; duplicates removed."""
+    names: list[x509.GeneralName] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(kind: str, key: str, gn: x509.GeneralName) -> None:
+        if (kind, key) not in seen:
+            seen.add((kind, key))
+            names.append(gn)
+
+    for n in dns:
+        add("dns", n, x509.DNSName(n))
+    for e in emails:
+        add("email", e, x509.RFC822Name(e))
+    for ip in ips:
+        addr = parse_ip(ip)
+        add("ip", str(addr), x509.IPAddress(addr))
+    for u in uris:
+        add("uri", u, x509.UniformResourceIdentifier(u))
+    for entry in other_sans:
+        oid, value = parse_other_san(entry)
+        add("other", f"{oid.dotted_string};{value}", other_name(oid, value))
+    return names
+
+
+def split_cn_into_sans(common_name: str) -> tuple[list[str], list[str]]:
+    """Where a CN goes when copied into the SAN: email-looking -> email, host-name-looking -> DNS, else nowhere.
+
+    Vault copies any CN that is not an email into the DNS SANs; a non-hostname there is invalid syntax (pkilint
+    error), so we only copy host names. Documented difference.
+    """
+    if not common_name:
+        return [], []
+    if is_email(common_name):
+        return [], [common_name]
+    if is_hostname(common_name):
+        return [common_name], []
+    return [], []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Key usage and extended key usage names
+
+KEY_USAGE_NAMES: tuple[str, ...] = (
+    "DigitalSignature", "ContentCommitment", "KeyEncipherment", "DataEncipherment", "KeyAgreement",
+    "CertSign", "CRLSign", "EncipherOnly", "DecipherOnly",
+)
+_KU_ALIASES = {"nonrepudiation": "ContentCommitment"}
+
+EXT_KEY_USAGE_OIDS: dict[str, x509.ObjectIdentifier] = {
+    "Any": ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    "ServerAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "ClientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "CodeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "EmailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "IPSECEndSystem": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.5"),
+    "IPSECTunnel": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.6"),
+    "IPSECUser": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.7"),
+    "TimeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "MicrosoftServerGatedCrypto": x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),
+    "NetscapeServerGatedCrypto": x509.ObjectIdentifier("2.16.840.1.113730.4.1"),
+    "MicrosoftCommercialCodeSigning": x509.ObjectIdentifier("1.3.6.1.4.1.311.2.1.22"),
+    "MicrosoftKernelCodeSigning": x509.ObjectIdentifier("1.3.6.1.4.1.311.61.1.1"),
+}
+
+
+def canonical_key_usage(name: str) -> str | None:
+    """Vault matches key usage names case-insensitively, with or without spaces; unknown names are ignored."""
+    flat = name.replace(" ", "").replace("_", "").lower()
+    if flat in _KU_ALIASES:
+        return _KU_ALIASES[flat]
+    for known in KEY_USAGE_NAMES:
+        if known.lower() == flat:
+            return known
+    return None
+
+
+def canonical_ext_key_usage(name: str) -> str | None:
+    flat = name.replace(" ", "").replace("_", "").lower()
+    for known in EXT_KEY_USAGE_OIDS:
+        if known.lower() == flat:
+            return known
+    return None
+
+
+def key_usage_extension(names: Iterable[str]) -> x509.KeyUsage | None:
+    """A KeyUsage from Vault names (unknown names skipped as Vault does); None when nothing is set."""
+    flags = {n: False for n in KEY_USAGE_NAMES}
+    for raw in names:
+        known = canonical_key_usage(raw)
+        if known:
+            flags[known] = True
+    if not any(flags.values()):
+        return None
+    return x509.KeyUsage(
+        digital_signature=flags["DigitalSignature"], content_commitment=flags["ContentCommitment"],
+        key_encipherment=flags["KeyEncipherment"], data_encipherment=flags["DataEncipherment"],
+        key_agreement=flags["KeyAgreement"], key_cert_sign=flags["CertSign"], crl_sign=flags["CRLSign"],
+        encipher_only=flags["EncipherOnly"] and flags["KeyAgreement"],
+        decipher_only=flags["DecipherOnly"] and flags["KeyAgreement"],
+    )
+
+
+def ext_key_usage_oids(names: Iterable[str], oids: Iterable[str] = ()) -> list[x509.ObjectIdentifier]:
+    """EKU OIDs from Vault names plus dotted OIDs, in the order given, de-duplicated; bad OIDs -> UserError."""
+    out: list[x509.ObjectIdentifier] = []
+    for raw in names:
+        known = canonical_ext_key_usage(raw)
+        if known and EXT_KEY_USAGE_OIDS[known] not in out:
+            out.append(EXT_KEY_USAGE_OIDS[known])
+    for text in oids:
+        try:
+            oid = x509.ObjectIdentifier(text.strip())
+        except ValueError:
+            raise UserError(f"{text} is not a valid OID") from None
+        if oid not in out:
+            out.append(oid)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Time
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def unix(t: dt.datetime) -> int:
+    return int(t.timestamp())
+
+
+def rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hash_of(data: bytes) -> str:
+    """Short stable fingerprint used for de-duplication (not a security boundary)."""
+    return hashlib.sha256(data).hexdigest()
+
