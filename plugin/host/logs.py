@@ -31,3 +31,6 @@ def setup(level: str | None = None) -> None:
     root.setLevel((level or "info").upper() if (level or "info").upper() in logging._nameToLevel else "INFO")
     # grpclib logs every broken connection at error level; that's noise in the server log.
     logging.getLogger("grpclib").setLevel(logging.CRITICAL)
+    # hpack/h2 log every header block at debug: at our debug level that doubled request latency.
+    for noisy in ("hpack", "h2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
