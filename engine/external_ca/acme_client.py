@@ -1,0 +1,353 @@
+"""Blocking RFC 8555 operations on top of the `acme` package (run them in a thread, never on the event loop).
+
+Each function does one idempotent step so that the state machine can repeat it after a crash. Failures are
+sorted into `RetryLater` (rate limits, server trouble, network) and `AcmeFailed` (the CA said no).
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import josepy as jose
+import requests
+from acme import challenges, client, errors, messages
+from cryptography import x509
+
+from engine.external_ca.keys import PrivateKey, jwk_of, jws_alg
+
+BAD_NONCE_RETRIES = 10
+NETWORK_TIMEOUT = 30
+USER_AGENT = "python-pki-external-ca"
+
+
+class RetryLater(Exception):
+    """A transient failure: try the same step again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class AcmeFailed(Exception):
+    """The CA refused the request for good (the order or call cannot succeed by repeating it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _Network(client.ClientNetwork):
+    """ClientNetwork that survives runs of rejected nonces and remembers the last response's headers."""
+
+    last_response: requests.Response | None = None
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super()._send_request(method, url, *args, **kwargs)
+        self.last_response = response
+        return response
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        for _ in range(BAD_NONCE_RETRIES):
+            try:
+                return self._post_once(*args, **kwargs)
+            except messages.Error as error:
+                if error.code != "badNonce":
+                    raise
+        return self._post_once(*args, **kwargs)
+
+
+class _NewOrder(messages.NewOrder):
+    """newOrder with RFC 9773's `replaces`, which `acme`'s message does not carry."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+@dataclass
+class Conn:
+    """One account's connection: directory, network (holding nonces) and key. Calls are serialised."""
+
+    directory_url: str
+    key: PrivateKey
+    account_url: str
+    verify: bool | str
+    client: client.ClientV2
+    net: _Network
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def jwk(self) -> jose.JWK:
+        return jwk_of(self.key)
+
+    def post(self, url: str, obj: Any) -> requests.Response:
+        return self.net.post(url, obj, new_nonce_url=self.client.directory["newNonce"])
+
+    def post_as_get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self.net.post(url, None, new_nonce_url=self.client.directory["newNonce"], **kwargs)
+
+
+class TrustStore:
+    """Files holding `trusted_ca` bundles, since `requests` verifies against a path."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="python-pki-external-ca-")
+        self._lock = threading.Lock()
+
+    def verify_for(self, trusted_ca: str) -> bool | str:
+        if not trusted_ca.strip():
+            return True
+        digest = hashlib.sha256(trusted_ca.encode()).hexdigest()
+        path = os.path.join(self._dir, digest + ".pem")
+        with self._lock:
+            if not os.path.exists(path):
+                with open(path, "w", encoding="ascii") as fh:
+                    fh.write(trusted_ca)
+        return path
+
+
+def _retry_after(net: _Network) -> int | None:
+    resp = net.last_response
+    if resp is None:
+        return None
+    header = resp.headers.get("Retry-After")
+    if not header:
+        return None
+    when = client.ClientV2.retry_after(resp, 1)
+    return max(1, int((when - dt.datetime.now()).total_seconds()))
+
+
+def classify(exc: BaseException, net: _Network | None) -> Exception:
+    """Map a failure from the `acme` stack to RetryLater or AcmeFailed."""
+    if isinstance(exc, (RetryLater, AcmeFailed)):
+        return exc
+    retry = _retry_after(net) if net is not None else None
+    if isinstance(exc, messages.Error):
+        status = net.last_response.status_code if net is not None and net.last_response is not None else 0
+        text = f"ACME error {exc.typ}: {exc.detail or exc.title or ''}".strip()
+        if exc.code in ("rateLimited", "serverInternal", "badNonce") or status == 429 or status >= 500:
+            return RetryLater(text, retry)
+        return AcmeFailed(text)
+    if isinstance(exc, errors.TimeoutError):
+        return RetryLater("ACME server is still processing", retry)
+    if isinstance(exc, errors.IssuanceError):
+        return AcmeFailed(f"ACME order failed: {exc.error.detail or exc.error.typ}")
+    if isinstance(exc, (requests.exceptions.RequestException, errors.ClientError, OSError)):
+        status = net.last_response.status_code if net is not None and net.last_response is not None else 0
+        if status == 429:
+            return RetryLater("ACME server rate limit (429)", retry)
+        return RetryLater(f"cannot reach the ACME server: {type(exc).__name__}", retry)
+    if isinstance(exc, errors.Error):
+        return AcmeFailed(f"ACME client error: {exc}")
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+def _network(key: PrivateKey, verify: bool | str) -> _Network:
+    net = _Network(key=jwk_of(key), alg=jws_alg(key), verify_ssl=verify,  # type: ignore[arg-type]
+                   user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT)
+    return net
+
+
+def connect(directory_url: str, key: PrivateKey, account_url: str, verify: bool | str) -> Conn:
+    net = _network(key, verify)
+    try:
+        directory = client.ClientV2.get_directory(directory_url, net)
+    except Exception as exc:  # noqa: BLE001 - sorted by classify
+        raise classify(exc, net) from None
+    acme_client = client.ClientV2(directory, net)
+    if account_url:
+        net.account = messages.RegistrationResource(uri=account_url, body=messages.Registration())
+    return Conn(directory_url, key, account_url, verify, acme_client, net)
+
+
+def register(directory_url: str, key: PrivateKey, contacts: list[str], eab_kid: str, eab_key: str,
+             verify: bool | str) -> str:
+    """Create (or find, if this key already has one) the account; returns its URL."""
+    conn = connect(directory_url, key, "", verify)
+    try:
+        eab = None
+        if eab_kid:
+            eab = messages.ExternalAccountBinding.from_data(
+                account_public_key=conn.jwk.public_key(), kid=eab_kid, hmac_key=eab_key,
+                directory=conn.client.directory)
+        elif conn.client.external_account_required():
+            raise AcmeFailed("the ACME server requires external account binding (eab_kid and eab_key)")
+        reg = messages.NewRegistration.from_data(email=",".join(contacts), terms_of_service_agreed=True,
+                                                 external_account_binding=eab)
+        regr = conn.client.new_account(reg)
+        return regr.uri
+    except errors.ConflictError as exc:
+        return str(exc.location)
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, conn.net) from None
+
+
+def find_account(directory_url: str, key: PrivateKey, verify: bool | str) -> str | None:
+    """The account URL registered to this key, or None (newAccount with onlyReturnExisting)."""
+    conn = connect(directory_url, key, "", verify)
+    try:
+        resp = conn.post(conn.client.directory["newAccount"],
+                         messages.NewRegistration(only_return_existing=True))
+        return resp.headers.get("Location")
+    except messages.Error as exc:
+        if exc.code == "accountDoesNotExist":
+            return None
+        raise classify(exc, conn.net) from None
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, conn.net) from None
+
+
+def _guard(conn: Conn, fn: Any, *args: Any) -> Any:
+    with conn.lock:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, conn.net) from None
+
+
+def deactivate(conn: Conn) -> None:
+    def run() -> None:
+        conn.post(conn.account_url, messages.UpdateRegistration(status=messages.Status("deactivated")))
+    _guard(conn, run)
+
+
+def key_change(conn: Conn, new_key: PrivateKey) -> None:
+    """RFC 8555 §7.3.5: inner JWS by the new key (with its jwk), outer by the current key."""
+    def run() -> None:
+        url = conn.client.directory["keyChange"]
+        payload = jose.json_util.json.dumps({
+            "account": conn.account_url, "oldKey": conn.jwk.public_key().to_partial_json(),
+        }).encode()
+        inner = jose.JWS.sign(payload, key=jwk_of(new_key), alg=jws_alg(new_key),
+                              protect=frozenset(["alg", "jwk", "url"]), include_jwk=True, url=url)
+        conn.post(url, _RawJWS(inner))
+    _guard(conn, run)
+
+
+class _RawJWS(jose.JSONDeSerializable):
+    """Wraps a signed JWS so that ClientNetwork can use it as a payload object."""
+
+    def __init__(self, jws: jose.JWS) -> None:
+        self.jws = jws
+
+    def to_partial_json(self) -> Any:
+        return self.jws.to_partial_json(flat=True)
+
+    @classmethod
+    def from_json(cls, jobj: Any) -> "_RawJWS":
+        raise NotImplementedError
+
+
+def create_order(conn: Conn, identifiers: list[tuple[str, str]], replaces: str = "") -> tuple[str, Any]:
+    """POST newOrder; returns (order URL, order body)."""
+    def run() -> tuple[str, Any]:
+        idents = [messages.Identifier(typ=messages.IdentifierType(t), value=v) for t, v in identifiers]
+        order = _NewOrder(identifiers=idents, replaces=replaces or None)
+        resp = conn.post(conn.client.directory["newOrder"], order)
+        return resp.headers["Location"], messages.Order.from_json(resp.json())
+    return _guard(conn, run)
+
+
+def fetch_order(conn: Conn, url: str) -> messages.Order:
+    return _guard(conn, lambda: messages.Order.from_json(conn.post_as_get(url).json()))
+
+
+def fetch_authz(conn: Conn, url: str) -> messages.Authorization:
+    return _guard(conn, lambda: messages.Authorization.from_json(conn.post_as_get(url).json()))
+
+
+def answer(conn: Conn, authz_url: str, challenge_url: str) -> None:
+    """Tell the CA a challenge is ready, unless it is already being (or was) validated."""
+    def run() -> None:
+        authz = messages.Authorization.from_json(conn.post_as_get(authz_url).json())
+        if authz.status != messages.STATUS_PENDING:
+            return
+        for challb in authz.challenges:
+            if challb.uri == challenge_url:
+                if challb.status == messages.STATUS_PENDING:
+                    conn.client.answer_challenge(challb, challb.chall.response(conn.jwk))
+                return
+        raise AcmeFailed("the challenge is no longer offered by the ACME server")
+    _guard(conn, run)
+
+
+def finalize(conn: Conn, order_url: str, csr_pem: str) -> messages.Order:
+    """Send the CSR if the order is ready; a repeat on a processing/valid order does nothing."""
+    def run() -> messages.Order:
+        body = messages.Order.from_json(conn.post_as_get(order_url).json())
+        if body.status == messages.STATUS_READY:
+            orderr = messages.OrderResource(body=body, uri=order_url, csr_pem=csr_pem.encode(), authorizations=[])
+            return conn.client.begin_finalization(orderr).body
+        return body
+    return _guard(conn, run)
+
+
+def download(conn: Conn, order_url: str) -> str | None:
+    """The full chain PEM once the order is valid; None while the CA is still processing."""
+    def run() -> str | None:
+        body = messages.Order.from_json(conn.post_as_get(order_url).json())
+        if body.status == messages.STATUS_VALID and body.certificate:
+            return conn.post_as_get(body.certificate, content_type="application/pem-certificate-chain").text
+        if body.status == messages.STATUS_INVALID:
+            detail = body.error.detail if body.error else "order became invalid"
+            raise AcmeFailed(f"ACME order failed: {detail}")
+        return None
+    return _guard(conn, run)
+
+
+def revoke(conn: Conn, cert_pem: str, reason: int) -> None:
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    _guard(conn, conn.client.revoke, cert, reason)
+
+
+def ari_cert_id(cert: x509.Certificate) -> str:
+    """RFC 9773 certificate identifier: base64url(AKI keyIdentifier) "." base64url(serial DER content)."""
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier or b""
+    serial = cert.serial_number
+    raw = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=False)
+    enc = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")  # noqa: E731
+    return f"{enc(aki)}.{enc(raw)}"
+
+
+@dataclass
+class RenewalInfo:
+    supported: bool
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    explanation_url: str = ""
+    retry_after: int = 6 * 3600
+
+
+def renewal_info(conn: Conn, cert_pem: str) -> RenewalInfo:
+    def run() -> RenewalInfo:
+        try:
+            base = conn.client.directory["renewalInfo"]
+        except KeyError:
+            return RenewalInfo(False)
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        resp = conn.net.get(f"{str(base).rstrip('/')}/{ari_cert_id(cert)}", content_type="application/json")
+        info = messages.RenewalInfo.from_json(resp.json())
+        retry = resp.headers.get("Retry-After")
+        retry_s = 6 * 3600
+        if retry:
+            when = client.ClientV2.retry_after(resp, 6 * 3600)
+            retry_s = max(60, int((when - dt.datetime.now()).total_seconds()))
+        explanation = resp.json().get("explanationURL", "")
+        return RenewalInfo(True, info.suggested_window.start, info.suggested_window.end, explanation, retry_s)
+    return _guard(conn, run)
+
+
+def key_authorization(chall: Any, jwk: jose.JWK) -> str:
+    return chall.key_authorization(jwk)
+
+
+def challenge_from_json(chall_type: str, token: str) -> challenges.KeyAuthorizationChallenge | None:
+    cls = {"http-01": challenges.HTTP01, "dns-01": challenges.DNS01, "tls-alpn-01": challenges.TLSALPN01}.get(chall_type)
+    if cls is None:
+        return None
+    return cls(token=jose.b64.b64decode(token))
