@@ -75,3 +75,27 @@ def test_run_by_hand_explains_and_fails():
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode != 0
     assert "plugin register" in proc.stderr and proc.stdout == ""
+
+
+def test_handshake_line_over_unix_and_tcp(tmp_path):
+    """Start the real executable as the server would and read its handshake line, for both transports."""
+    import select
+
+    root = os.path.dirname(os.path.dirname(__file__))
+    for sockdir, network in ((str(tmp_path), "unix"), (str(tmp_path / ("d" * 120)), "tcp")):
+        os.makedirs(sockdir, exist_ok=True)
+        env = dict(os.environ, VAULT_BACKEND_PLUGIN="6669da05-b1c8-4f49-97d9-c8e5bed98e20",
+                   PLUGIN_PROTOCOL_VERSIONS="5", VAULT_PLUGIN_AUTOMTLS_ENABLED="true",
+                   PLUGIN_CLIENT_CERT=tls.make_identity().cert_pem.decode(), PLUGIN_UNIX_SOCKET_DIR=sockdir)
+        proc = subprocess.Popen([sys.executable, "-m", "plugin.main"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, cwd=root, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            assert ready, "no handshake line"
+            parts = proc.stdout.readline().strip().split("|")
+            assert parts[:3] == ["1", "5", network] and parts[4] == "grpc" and parts[5]
+            if network == "unix":
+                assert parts[3].startswith(sockdir) and os.path.exists(parts[3])
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -50,10 +51,31 @@ def automtls_enabled(env: dict[str, str]) -> bool:
     return flag.lower() == "true" and bool(env.get("PLUGIN_CLIENT_CERT"))
 
 
-def _socket_path(env: dict[str, str]) -> str:
-    base = env.get("PLUGIN_UNIX_SOCKET_DIR") or None
-    directory = tempfile.mkdtemp(prefix="python-pki-", dir=base)
-    return os.path.join(directory, "plugin.sock")
+UNIX_PATH_MAX = 100   # sun_path is 108 bytes on Linux; leave room for the terminator
+
+
+async def _listen(server: Server, env: dict[str, str], tls_ctx) -> tuple[str, str]:
+    """Listen on a unix socket (in PLUGIN_UNIX_SOCKET_DIR when set), else TCP within the server's port range."""
+    directory = tempfile.mkdtemp(prefix="python-pki-", dir=env.get("PLUGIN_UNIX_SOCKET_DIR") or None)
+    path = os.path.join(directory, "plugin.sock")
+    if len(path.encode()) <= UNIX_PATH_MAX:
+        try:
+            await server.start(path=path, ssl=tls_ctx)
+            return "unix", path
+        except OSError as exc:
+            log.info("unix socket listen failed (%s); using tcp", exc)
+    os.rmdir(directory)
+    low = int(env.get("PLUGIN_MIN_PORT") or 10000)
+    high = int(env.get("PLUGIN_MAX_PORT") or 25000)
+    start = random.randint(low, high)
+    for offset in range(high - low + 1):
+        port = low + (start - low + offset) % (high - low + 1)
+        try:
+            await server.start("127.0.0.1", port, ssl=tls_ctx)
+            return "tcp", f"127.0.0.1:{port}"
+        except OSError:
+            continue
+    raise OSError(f"no free port in {low}-{high}")
 
 
 async def _watch_parent(life: Lifecycle, parent: int) -> None:
@@ -94,9 +116,8 @@ async def serve(factory: BackendFactory, env: dict[str, str]) -> None:
         VersionService(),
         Health(),
     ])
-    path = _socket_path(env)
-    await server.start(path=path, ssl=server_tls)
-    line = f"{CORE_PROTOCOL}|{version}|unix|{path}|grpc|{cert_field}\n"
+    network, address = await _listen(server, env, server_tls)
+    line = f"{CORE_PROTOCOL}|{version}|{network}|{address}|grpc|{cert_field}\n"
     sys.stdout.write(line)
     sys.stdout.flush()
     # Anything printed later must not corrupt the protocol stream.
@@ -114,8 +135,9 @@ async def serve(factory: BackendFactory, env: dict[str, str]) -> None:
         await asyncio.wait_for(server.wait_closed(), 1.0)
     except asyncio.TimeoutError:
         pass
-    try:
-        os.unlink(path)
-        os.rmdir(os.path.dirname(path))
-    except OSError:
-        pass
+    if network == "unix":
+        try:
+            os.unlink(address)
+            os.rmdir(os.path.dirname(address))
+        except OSError:
+            pass
