@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 import josepy as jose
 import requests
 from acme import challenges, client, errors, messages
+from acme import jws as acme_jws
 from cryptography import x509
 
 from engine.external_ca.keys import PrivateKey, jwk_of, jws_alg
@@ -220,13 +222,22 @@ def key_change(conn: Conn, new_key: PrivateKey) -> None:
     """RFC 8555 §7.3.5: inner JWS by the new key (with its jwk), outer by the current key."""
     def run() -> None:
         url = conn.client.directory["keyChange"]
-        payload = jose.json_util.json.dumps({
+        payload = json.dumps({
             "account": conn.account_url, "oldKey": conn.jwk.public_key().to_partial_json(),
         }).encode()
-        inner = jose.JWS.sign(payload, key=jwk_of(new_key), alg=jws_alg(new_key),
-                              protect=frozenset(["alg", "jwk", "url"]), include_jwk=True, url=url)
+        # No kid and no nonce: acme's JWS then carries the new key's jwk, as the inner JWS must.
+        inner = acme_jws.JWS.sign(payload, key=jwk_of(new_key), alg=jws_alg(new_key), nonce=None, url=url)
         conn.post(url, _RawJWS(inner))
     _guard(conn, run)
+
+
+class _EmptyObject(jose.JSONDeSerializable):
+    def to_partial_json(self) -> Any:
+        return {}
+
+    @classmethod
+    def from_json(cls, jobj: Any) -> "_EmptyObject":
+        return cls()
 
 
 class _RawJWS(jose.JSONDeSerializable):
@@ -270,7 +281,8 @@ def answer(conn: Conn, authz_url: str, challenge_url: str) -> None:
         for challb in authz.challenges:
             if challb.uri == challenge_url:
                 if challb.status == messages.STATUS_PENDING:
-                    conn.client.answer_challenge(challb, challb.chall.response(conn.jwk))
+                    # RFC 8555 §7.5.1: the answer is an empty JSON object, whatever the challenge type.
+                    conn.post(challb.uri, _EmptyObject())
                 return
         raise AcmeFailed("the challenge is no longer offered by the ACME server")
     _guard(conn, run)
@@ -292,7 +304,7 @@ def download(conn: Conn, order_url: str) -> str | None:
     def run() -> str | None:
         body = messages.Order.from_json(conn.post_as_get(order_url).json())
         if body.status == messages.STATUS_VALID and body.certificate:
-            return conn.post_as_get(body.certificate, content_type="application/pem-certificate-chain").text
+            return conn.post_as_get(body.certificate).text
         if body.status == messages.STATUS_INVALID:
             detail = body.error.detail if body.error else "order became invalid"
             raise AcmeFailed(f"ACME order failed: {detail}")
@@ -342,12 +354,18 @@ def renewal_info(conn: Conn, cert_pem: str) -> RenewalInfo:
     return _guard(conn, run)
 
 
-def key_authorization(chall: Any, jwk: jose.JWK) -> str:
-    return chall.key_authorization(jwk)
+def key_authorization(token: str, jwk: jose.JWK) -> str:
+    """RFC 8555 §8.1 key authorization; the same construction for every challenge type."""
+    return challenges.HTTP01(token=jose.b64.b64decode(token)).key_authorization(jwk)
 
 
-def challenge_from_json(chall_type: str, token: str) -> challenges.KeyAuthorizationChallenge | None:
-    cls = {"http-01": challenges.HTTP01, "dns-01": challenges.DNS01, "tls-alpn-01": challenges.TLSALPN01}.get(chall_type)
-    if cls is None:
-        return None
-    return cls(token=jose.b64.b64decode(token))
+def dns01_txt_value(token: str, jwk: jose.JWK) -> str:
+    return challenges.DNS01(token=jose.b64.b64decode(token)).validation(jwk)
+
+
+def challenge_fields(challb: messages.ChallengeBody) -> tuple[str, str]:
+    """(type, token) of a challenge, including types `acme` no longer models (tls-alpn-01)."""
+    chall = challb.chall
+    if isinstance(chall, challenges.UnrecognizedChallenge):
+        return str(chall.jobj.get("type", "")), str(chall.jobj.get("token", ""))
+    return chall.typ, chall.encode("token")

@@ -266,18 +266,16 @@ class Orders:
             raise UserError(f"unknown ACME account {rec.account_name!r}")
         key = await self.rt.load_account_key(req.storage, account.name, account.active_key_version)
         jwk = keys.jwk_of(key).public_key()
-        acme_chall = acme_client.challenge_from_json(ctype, chall.token)
-        assert acme_chall is not None
         data: dict[str, Any] = {
             "identifier": authz.identifier, "challenge_type": ctype, "challenge_token": chall.token,
-            "challenge_auth": acme_chall.key_authorization(jwk), "challenge_status": chall.status,
+            "challenge_auth": acme_client.key_authorization(chall.token, jwk), "challenge_status": chall.status,
             "expires": authz.expires or ZERO_TIME,
         }
         if ctype == "http-01":
             data["http_path"] = f"/.well-known/acme-challenge/{chall.token}"
         elif ctype == "dns-01":
             data["dns_record_name"] = f"_acme-challenge.{authz.identifier.removeprefix('*.')}"
-            data["dns_record_value"] = acme_chall.validation(jwk)
+            data["dns_record_value"] = acme_client.dns01_txt_value(chall.token, jwk)
         return Response(data=data)
 
     def _find_challenge(self, rec: OrderRecord, identifier: str, ctype: str) -> tuple[Any, Any]:

@@ -47,9 +47,12 @@ def client_identifier(authz: messages.Authorization) -> str:
 
 def authz_state(url: str, authz: messages.Authorization, previous: AuthzState | None) -> AuthzState:
     fulfilled = {c.url for c in previous.challenges if c.fulfilled} if previous else set()
-    chals = [ChallengeState(type=c.chall.typ, url=c.uri, token=c.chall.encode("token"),
-                            status=c.status.name, fulfilled=c.uri in fulfilled)
-             for c in authz.challenges if c.chall.typ in ("http-01", "dns-01", "tls-alpn-01")]
+    chals = []
+    for c in authz.challenges:
+        ctype, token = acme_client.challenge_fields(c)
+        if ctype in ("http-01", "dns-01", "tls-alpn-01"):
+            chals.append(ChallengeState(type=ctype, url=c.uri, token=token, status=c.status.name,
+                                        fulfilled=c.uri in fulfilled))
     return AuthzState(url=url, identifier=client_identifier(authz), identifier_type=authz.identifier.typ.name,
                       status=authz.status.name, expires=rfc3339(authz.expires) if authz.expires else "",
                       challenges=chals)
@@ -58,7 +61,7 @@ def authz_state(url: str, authz: messages.Authorization, previous: AuthzState | 
 def _authz_error(authz: messages.Authorization) -> str:
     for c in authz.challenges:
         if c.error is not None:
-            return f"{c.chall.typ} validation of {client_identifier(authz)} failed: {c.error.detail or c.error.typ}"
+            return f"{acme_client.challenge_fields(c)[0]} validation of {client_identifier(authz)} failed: {c.error.detail or c.error.typ}"
     return f"authorization for {client_identifier(authz)} is {authz.status.name}"
 
 
