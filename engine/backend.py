@@ -16,6 +16,7 @@ BACKEND_HELP = (
 # Path modules in routing order (first match wins). Fixed routes such as `cert/ca` must come before the
 # `cert/:serial` pattern, so CA reading (engine.api.ca_read) precedes the certificate store module.
 PATH_MODULES: list[str] = [
+    "engine.api.managed_keys",
     "engine.api.config",
     "engine.api.keys",
     "engine.api.issuers",
