@@ -89,5 +89,7 @@ def build_backend(ctx: PkiContext | None = None) -> Backend:
         initialize=initialize,
         clean=clean,
     )
+    # Lease types path modules declared (e.g. issue's "pki" leases) while their paths were collected.
+    backend.secret_types.update(ctx.extra.get("secret_types", {}))
     backend.pki_context = ctx  # type: ignore[attr-defined]  # tests and other modules reach the caches here
     return backend
