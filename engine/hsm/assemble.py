@@ -9,6 +9,7 @@ token key's SubjectPublicKeyInfo swapped in before signing, and its signature is
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from typing import Callable
 
@@ -94,21 +95,64 @@ def ocsp_response(builder: ocsp.OCSPResponseBuilder, key_type: str, hash_alg: ha
                   use_pss: bool, sign: Signer) -> ocsp.OCSPResponse:
     """A successful OCSPResponse whose BasicOCSPResponse the token signed.
 
-    The OCSP builder has no PSS option, but here the algorithm identifier sits outside the signed part,
-    so for PSS we put the right one in ourselves.
+    The OCSP builder insists that the responder certificate matches the signing key, so the draft names a
+    stand-in certificate (the responder's subject on the throwaway key) and the responder id is corrected in
+    the DER afterwards. The builder has no PSS option either; here the algorithm identifier sits outside the
+    signed part, so for PSS we put the right one in ourselves.
     """
     h = _hash(key_type, hash_alg)
-    draft = builder.sign(throwaway_key(key_type), h)  # type: ignore[arg-type]
+    # The builder keeps what it was given in private attributes; its constructor takes them back.
+    responder_cert, encoding = builder._responder_id  # type: ignore[attr-defined,misc]
+    draft_builder = ocsp.OCSPResponseBuilder(
+        builder._response, (_stand_in(responder_cert, key_type), encoding),  # type: ignore[attr-defined]
+        builder._certs, builder._extensions)  # type: ignore[attr-defined]
+    draft = draft_builder.sign(throwaway_key(key_type), h)  # type: ignore[arg-type]
     # OCSPResponse ::= SEQUENCE { responseStatus, responseBytes [0] EXPLICIT SEQUENCE { OID, OCTET STRING } }
     status, wrapped = der.children(der.parse_one(draft.public_bytes(serialization.Encoding.DER)).value)
     oid, octets = der.children(der.parse_one(wrapped.value).value)
     tbs, algid, trailing = der.signed_parts(octets.value)
+    if encoding is ocsp.OCSPResponderEncoding.HASH:
+        tbs = _with_key_hash(tbs, responder_cert.public_key())
     if key_type == "rsa" and use_pss and h is not None:
         algid = pss_algorithm_identifier(h)
     basic = der.assemble_signed(tbs, algid, sign(tbs), trailing)
     response_bytes = der.encode(der.SEQUENCE, oid.raw + der.encode(der.OCTET_STRING, basic))
     out = der.encode(der.SEQUENCE, status.raw + der.encode(0xA0, response_bytes))
     return ocsp.load_der_ocsp_response(out)
+
+
+_stand_ins: dict[tuple[bytes, str], x509.Certificate] = {}
+
+
+def _stand_in(responder: x509.Certificate, key_type: str) -> x509.Certificate:
+    """A certificate with the responder's subject on the throwaway key (cached; never leaves this module)."""
+    cache_key = (responder.subject.public_bytes(), key_type)
+    with _lock:
+        hit = _stand_ins.get(cache_key)
+    if hit is not None:
+        return hit
+    key = throwaway_key(key_type)
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(responder.subject).issuer_name(responder.subject)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, None if key_type == "ed25519" else hashes.SHA256()))  # type: ignore[arg-type]
+    with _lock:
+        if len(_stand_ins) > 256:
+            _stand_ins.clear()
+        _stand_ins[cache_key] = cert
+    return cert
+
+
+def _with_key_hash(tbs: bytes, responder_key: CertificatePublicKeyTypes) -> bytes:
+    """ResponseData with its byKey ResponderID ([2] KeyHash) recomputed for the real responder key."""
+    spki = der.parse_one(responder_key.public_bytes(serialization.Encoding.DER,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    bits = der.children(spki.value)[1].value[1:]   # subjectPublicKey BIT STRING without its unused-bits octet
+    key_hash = hashlib.sha1(bits).digest()  # noqa: S324 - RFC 6960 fixes SHA-1 for KeyHash
+    parts = der.children(der.parse_one(tbs).value)
+    rebuilt = [der.encode(0xA2, der.encode(der.OCTET_STRING, key_hash)) if p.tag == 0xA2 else p.raw for p in parts]
+    return der.encode(der.SEQUENCE, b"".join(rebuilt))
 
 
 def pss_algorithm_identifier(hash_alg: hashes.HashAlgorithm) -> bytes:

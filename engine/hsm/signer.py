@@ -110,7 +110,7 @@ class HsmSigningKey:
 
     async def token_attributes(self, names: list[Any]) -> dict[Any, Any]:
         """Non-secret attributes of the private key object as the token reports them."""
-        return await run_blocking(self.pool.run, self.ref.name, attributes_op(self.ref, names))
+        return await run_blocking(self._pool().run, self.ref.name, attributes_op(self.ref, names))
 
     # -- internals ----------------------------------------------------------------------------------------------
 
