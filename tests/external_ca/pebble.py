@@ -100,7 +100,7 @@ class Pebble:
         self._mgmt("/add-http01", {"token": token, "content": content})
 
     def add_txt(self, host: str, value: str) -> None:
-        self._mgmt("/add-txt", {"host": host if host.endswith(".") else host + ".", "value": value})
+        self._mgmt("/set-txt", {"host": host if host.endswith(".") else host + ".", "value": value})
 
     def clear_txt(self, host: str) -> None:
         self._mgmt("/clear-txt", {"host": host if host.endswith(".") else host + "."})
