@@ -161,7 +161,9 @@ class Role:
         data = {name: getattr(self, name) for name in ROLE_FIELDS if name != "no_store_metadata"}
         data = {k: (list(v) if isinstance(v, list) else v) for k, v in data.items()}
         data["allow_token_displayname"] = False
-        data["no_store_metadata"] = self.no_store_metadata
+        if self.no_store_metadata:
+            # Vault Enterprise's field: shown only when set, so default roles read exactly as the built-in's.
+            data["no_store_metadata"] = True
         if self.max_path_length is not None:
             data["max_path_length"] = self.max_path_length
         return data
