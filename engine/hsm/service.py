@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from engine.hsm.config import ManagedKeyConfig, ManagedKeyStore
 from engine.hsm.errors import ManagedKeyConfigError
 from engine.hsm.signer import HsmSigningKey, run_blocking
-from engine.hsm.token import (KeyRef, TokenPool, drop_pool, generate_op, login_op, module_for, pool_for,
+from engine.hsm.token import (KeyNotInToken, KeyRef, TokenPool, drop_pool, generate_op, login_op, module_for, pool_for,
                               public_key_op)
 from engine.keys import KeyRecord, KeyStore
 from engine.signing import register_managed_loader
@@ -38,8 +38,11 @@ def managed_info(cfg: ManagedKeyConfig) -> dict[str, Any]:
             "key_id": cfg.key_id, "mechanism": f"0x{cfg.mechanism:04x}"}
 
 
-async def token_public_key(cfg: ManagedKeyConfig) -> CertificatePublicKeyTypes | None:
-    return await run_blocking(pool(cfg).run, cfg.name, public_key_op(key_ref(cfg)))
+async def token_public_key(cfg: ManagedKeyConfig, on: TokenPool | None = None) -> CertificatePublicKeyTypes | None:
+    try:
+        return await run_blocking((on or pool(cfg)).run, cfg.name, public_key_op(key_ref(cfg)))
+    except KeyNotInToken:
+        return None
 
 
 def check_key_matches(cfg: ManagedKeyConfig, pub: CertificatePublicKeyTypes) -> None:
@@ -115,7 +118,7 @@ async def verify_config(cfg: ManagedKeyConfig) -> list[str]:
     probe = TokenPool(module_for(cfg.library), cfg.slot, cfg.token_label, cfg.pin, 1)
     try:
         await run_blocking(probe.run, cfg.name, login_op())
-        pub = await run_blocking(probe.run, cfg.name, public_key_op(key_ref(cfg)))
+        pub = await token_public_key(cfg, probe)
     finally:
         await run_blocking(probe.close)
     warnings: list[str] = []

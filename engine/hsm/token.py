@@ -98,6 +98,10 @@ class _KeyMissing(Exception):
     pass
 
 
+class KeyNotInToken(ManagedKeyConfigError):
+    """The token (as the module sees it after a refresh) has no such key."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Modules
 
@@ -192,6 +196,12 @@ class TokenPool:
                                                               "try again once it is back") from None
                     log.info("managed key %s: %s from the token; re-initialising the module",
                              key_name, type(exc).__name__)
+                    self._reset(close=False)
+                    self.module.reinitialize()
+                except KeyNotInToken:
+                    if attempt == 2:
+                        raise
+                    # The module's view of the token may predate a restore or re-initialisation: refresh once.
                     self._reset(close=False)
                     self.module.reinitialize()
                 except _LoadFailed:
@@ -370,8 +380,8 @@ def _find_one(ps: PooledSession, ref: KeyRef, object_class: ObjectClass) -> Any:
     return found[0]
 
 
-def _missing(ref: KeyRef, what: str = "private key") -> ManagedKeyConfigError:
-    return ManagedKeyConfigError(ref.name, f"no {what} with {ref.describe()} in the token")
+def _missing(ref: KeyRef, what: str = "private key") -> KeyNotInToken:
+    return KeyNotInToken(ref.name, f"no {what} with {ref.describe()} in the token")
 
 
 def sign_op(ref: KeyRef, key_type: str, data: bytes, hash_alg: hashes.HashAlgorithm | None,
@@ -406,14 +416,14 @@ def sign_op(ref: KeyRef, key_type: str, data: bytes, hash_alg: hashes.HashAlgori
     return op
 
 
-def public_key_op(ref: KeyRef) -> Callable[[PooledSession], CertificatePublicKeyTypes | None]:
-    """The key pair's public half read from the token's public key object; None when there is no such pair."""
+def public_key_op(ref: KeyRef) -> Callable[[PooledSession], CertificatePublicKeyTypes]:
+    """The key pair's public half read from the token's public key object (KeyNotInToken when absent)."""
 
-    def op(ps: PooledSession) -> CertificatePublicKeyTypes | None:
+    def op(ps: PooledSession) -> CertificatePublicKeyTypes:
         try:
             _find_one(ps, ref, ObjectClass.PRIVATE_KEY)
         except _KeyMissing:
-            return None
+            raise _missing(ref) from None
         try:
             pub = _find_one(ps, ref, ObjectClass.PUBLIC_KEY)
         except _KeyMissing:
