@@ -3,7 +3,8 @@
 Deliberate differences from the built-in engine, so every leaf lints clean under RFC 5280 (pkilint):
 key usages are filtered to those the subject key type permits (no keyEncipherment/dataEncipherment on
 EC or Ed25519 keys, no keyAgreement on RSA or Ed25519 keys, no keyCertSign/cRLSign on leaves), and the
-SAN extension is critical when the subject is empty (RFC 5280 4.2.1.6).
+SAN extension is critical when the subject is empty (RFC 5280 4.2.1.6), and an EKU carrying timeStamping
+is critical (RFC 3161).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from engine.roles import PolicyEntry
 from engine.signing import HashAlg, SigningKey
@@ -103,7 +104,9 @@ def build_leaf(profile: LeafProfile, issuer_cert: x509.Certificate, signer: Sign
             builder = builder.add_extension(ext, critical)
 
     add(filtered_key_usage(profile.key_usages, key_type_name(profile.public_key)), True)
-    add(x509.ExtendedKeyUsage(profile.ext_key_usages) if profile.ext_key_usages else None, False)
+    # RFC 3161 2.3: a time-stamping EKU must be critical (the built-in never marks EKU critical).
+    add(x509.ExtendedKeyUsage(profile.ext_key_usages) if profile.ext_key_usages else None,
+        ExtendedKeyUsageOID.TIME_STAMPING in profile.ext_key_usages)
     add(x509.BasicConstraints(ca=False, path_length=None) if profile.basic_constraints else None, True)
     add(x509.SubjectKeyIdentifier.from_public_key(profile.public_key), False)
     add(aki_from_issuer(issuer_cert), False)
