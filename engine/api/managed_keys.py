@@ -114,8 +114,16 @@ def paths(ctx: PkiContext) -> list[Path]:
         def field(name: str) -> str:
             return str(d.get(name) or "") if name in d.schema else ""
 
-        return await service.resolve_kms_key(req.storage, field("managed_key_name"), field("managed_key_id"),
-                                             field("key_name"), ctx.keys(req.storage))
+        name, key_uuid = field("managed_key_name"), field("managed_key_id")
+        ext_ref = field("external_key_ref")
+        if ext_ref and not (name or key_uuid):
+            # OpenBao's spelling of the reference: a managed key's name or uuid on this mount.
+            store = ManagedKeyStore(req.storage)
+            if await store.get(ext_ref) is not None:
+                name = ext_ref
+            else:
+                key_uuid = ext_ref
+        return await service.resolve_kms_key(req.storage, name, key_uuid, field("key_name"), ctx.keys(req.storage))
 
     ctx.kms_provider = kms_provider
 

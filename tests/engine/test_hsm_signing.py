@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from tests.engine.hsm_helpers import Mount, managed_key_body
 from tests.hsm_fixtures import softhsm  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.hsm
+BIN = Path(sys.executable).parent   # the linters come with the test extra, beside this interpreter
 
 CASES = [
     ("rsa", 2048, hashes.SHA256(), False),
@@ -92,11 +94,33 @@ def test_token_signs_certificate_crl_csr_and_ocsp(softhsm, tmp_path: Path, kind,
     out = subprocess.run(["openssl", "verify", "-CAfile", str(pem), str(pem)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
+    _lint(tmp_path, "lint_pkix_cert", root.public_bytes(serialization.Encoding.DER))
+
+    # A leaf signed through the token, verified by openssl against the token-signed root.
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.timezone.utc)
+    ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    leaf = key.sign_certificate(
+        x509.CertificateBuilder().subject_name(_name("www.example.com")).issuer_name(root.subject)
+        .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("www.example.com")]), critical=False)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(aki, critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False), h, pss)
+    leaf_pem = tmp_path / "leaf.pem"
+    leaf_pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(pem), str(leaf_pem)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    _lint(tmp_path, "lint_pkix_cert", leaf.public_bytes(serialization.Encoding.DER))
+
     crl = key.sign_crl(x509.CertificateRevocationListBuilder().issuer_name(root.subject).last_update(now)
                        .next_update(now + dt.timedelta(days=1))
-                       .add_extension(x509.CRLNumber(7), critical=False)
-                       .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(42)
+                       .add_extension(x509.CRLNumber(7), critical=False).add_extension(aki, critical=False)
+                       .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(leaf.serial_number)
                                                 .revocation_date(now).build()), h, pss)
     assert crl.is_signature_valid(pub)
     crl_pem = tmp_path / "crl.pem"
@@ -104,19 +128,33 @@ def test_token_signs_certificate_crl_csr_and_ocsp(softhsm, tmp_path: Path, kind,
     out = subprocess.run(["openssl", "crl", "-in", str(crl_pem), "-CAfile", str(pem), "-noout"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "verify OK" in out.stdout + out.stderr, out.stdout + out.stderr
+    _lint(tmp_path, "lint_crl", crl.public_bytes(serialization.Encoding.DER), "-t", "CRL", "-p", "PKIX")
 
     csr = key.sign_csr(x509.CertificateSigningRequestBuilder().subject_name(_name("hsm intermediate")), h, pss)
     assert csr.public_key() == pub
     assert csr.is_signature_valid
 
-    leaf_cert = root   # OCSP about the root itself keeps the test to one key
     resp = key.sign_ocsp(
         ocsp.OCSPResponseBuilder().add_response(
-            cert=leaf_cert, issuer=root, algorithm=hashes.SHA1(), cert_status=ocsp.OCSPCertStatus.GOOD,
-            this_update=now, next_update=now + dt.timedelta(hours=1), revocation_time=None,
+            cert=leaf, issuer=root, algorithm=hashes.SHA1(), cert_status=ocsp.OCSPCertStatus.REVOKED,
+            this_update=now, next_update=now + dt.timedelta(hours=1), revocation_time=now,
             revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, root), h, pss)
     assert resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
     _verify(pub, resp.signature, resp.tbs_response_bytes, h, pss)
+    resp_der = tmp_path / "resp.der"
+    resp_der.write_bytes(resp.public_bytes(serialization.Encoding.DER))
+    out = subprocess.run(["openssl", "ocsp", "-respin", str(resp_der), "-CAfile", str(pem), "-issuer", str(pem),
+                          "-cert", str(leaf_pem), "-no_nonce"], capture_output=True, text=True)
+    assert out.returncode == 0 and "Response verify OK" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert ": revoked" in out.stdout
+    _lint(tmp_path, "lint_ocsp_response", resp.public_bytes(serialization.Encoding.DER))
+
+
+def _lint(tmp_path: Path, tool: str, der_bytes: bytes, *extra: str) -> None:
+    path = tmp_path / f"{tool}.der"
+    path.write_bytes(der_bytes)
+    out = subprocess.run([str(BIN / tool), "lint", *extra, "-s", "ERROR", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
 
 
 def test_generated_key_is_sensitive_and_never_extractable(softhsm):  # noqa: F811
