@@ -185,15 +185,17 @@ class IssuerStore:
         self.cache.drop(issuer_id)
 
     async def resolve(self, ref: str) -> IssuerRecord:
-        """By id, name or 'default' (any case); IssuerNotFoundError with Vault's message otherwise."""
+        """By id, name or 'default'; IssuerNotFoundError with Vault's message otherwise."""
         rec = await self.find(ref)
         if rec is None:
+            if ref.strip() == "default":
+                raise IssuerNotFoundError("no default issuer currently configured")
             raise IssuerNotFoundError(f"unable to find PKI issuer for reference: {ref}")
         return rec
 
     async def find(self, ref: str) -> IssuerRecord | None:
         ref = ref.strip()
-        if ref.lower() == "default":
+        if ref == "default":
             default = await self.default_id()
             return await self.get(default) if default else None
         if not ref:

@@ -101,12 +101,14 @@ class KeyStore:
         """A key by id, by name, or 'default' (any case); UserError in Vault's words when there is none."""
         found = await self.find(ref)
         if found is None:
+            if ref.strip() == "default":
+                raise UserError("no default key currently configured")
             raise UserError(f"unable to find PKI key for reference: {ref}")
         return found
 
     async def find(self, ref: str) -> KeyRecord | None:
         ref = ref.strip()
-        if ref.lower() == "default" or ref == "":
+        if ref == "default" or ref == "":
             default = await self.default_id()
             return await self.get(default) if default else None
         rec = await self.get(ref)

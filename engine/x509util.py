@@ -443,3 +443,94 @@ def hash_of(data: bytes) -> str:
     """Short stable fingerprint used for de-duplication (not a security boundary)."""
     return hashlib.sha256(data).hexdigest()
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names as Vault's CA paths treat them
+
+_VAULT_HOSTNAME = re.compile(
+    r"^(\*\.)?(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9\-]*[a-zA-Z0-9])\.)*"
+    r"([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])$")
+_TLD = re.compile(r"^([a-z]{2,63}|xn--[a-z0-9-]{1,59})$", re.I)
+
+
+def matches_vault_hostname(name: str) -> bool:
+    """Vault's own host-name test (single labels and a leading '*.' pass)."""
+    return bool(_VAULT_HOSTNAME.match(name))
+
+
+def is_preferred_dns_name(name: str) -> bool:
+    """RFC 5280 preferred name syntax as linters check it: at least two LDH labels and an alphabetic TLD.
+
+    Vault copies any host-name-looking CN into the DNS SANs, including single labels such as `root`, which RFC 5280
+    linters reject; we only copy names that pass this test (documented difference).
+    """
+    if not name or len(name) > 253 or name.startswith("*."):
+        return False
+    labels = name.split(".")
+    if len(labels) < 2 or not _TLD.match(labels[-1]):
+        return False
+    return all(_HOSTNAME_LABEL.match(label) for label in labels)
+
+
+def idna_to_ascii(name: str) -> str:
+    """The A-label form of a DNS name; UserError for names that cannot be a DNS name (empty or over-long labels)."""
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise UserError(f"idna: invalid label {name!r}: {exc}") from None
+    labels = name.split(".")
+    for i, label in enumerate(labels):
+        if len(label) > 63 or (not label and i != len(labels) - 1):
+            raise UserError(f'idna: invalid label "{label}"')
+    if len(name) > 253:
+        raise UserError("idna: domain name too long")
+    return name
+
+
+def split_alt_names(alt_names: str) -> list[str]:
+    """alt_names: comma separated, trimmed, de-duplicated in order."""
+    out: list[str] = []
+    for part in alt_names.split(","):
+        part = part.strip()
+        if part and part not in out:
+            out.append(part)
+    return out
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration String() for whole seconds (e.g. 2h0m0s, 1m30s, 45s), used in Vault's messages."""
+    total = int(seconds)
+    if total == 0:
+        return "0s"
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    h, rem = divmod(total, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{sign}{h}h{m}m{s}s"
+    if m:
+        return f"{sign}{m}m{s}s"
+    return f"{sign}{s}s"
+
+
+def rfc3339_nano(t: dt.datetime) -> str:
+    """Go's RFC3339Nano rendering in UTC (fraction trimmed of trailing zeros)."""
+    t = t.astimezone(dt.timezone.utc)
+    base = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if t.microsecond:
+        base += "." + f"{t.microsecond:06d}".rstrip("0")
+    return base + "Z"
+
+
+def parse_rfc3339(text: str) -> dt.datetime:
+    """Go's time.Parse(time.RFC3339, ...) equivalent; UserError with Go's style of message."""
+    value = text.strip()
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UserError(f'parsing time "{text}" as "2006-01-02T15:04:05Z07:00": cannot parse') from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise UserError(f'parsing time "{text}" as "2006-01-02T15:04:05Z07:00": cannot parse')
+    return parsed.astimezone(dt.timezone.utc)
