@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.external_ca.pebble import AriProxy, Pebble, start_pebble
+from .pebble import AriProxy, Pebble, start_pebble
 
 HAVE_PEBBLE = bool(shutil.which("pebble") or os.path.exists("/usr/bin/pebble"))
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from cryptography import x509
 
-from tests.external_ca.harness import Client
-from tests.external_ca.pebble import Pebble
+from .harness import Client
+from .pebble import Pebble
 
 TERMINAL = ("completed", "error", "expired", "revoked")
 

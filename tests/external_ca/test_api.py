@@ -17,8 +17,8 @@ from engine.external_ca.acme_client import AcmeFailed, RetryLater
 from engine.external_ca.common import SEAL_WRAPPED_PREFIXES
 from engine.external_ca.records import load_order, save_order
 from plugin.framework import StaticSystemView
-from tests.external_ca.fake_ca import FakeCA
-from tests.external_ca.harness import Client
+from .fake_ca import FakeCA
+from .harness import Client
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 

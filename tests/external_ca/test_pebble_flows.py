@@ -16,8 +16,8 @@ from cryptography.x509.oid import NameOID
 
 from engine.external_ca import acme_client, build_backend, keys
 from engine.external_ca.records import account_key_path, load_account, load_order
-from tests.external_ca import flows
-from tests.external_ca.harness import Client
+from . import flows
+from .harness import Client
 
 pytestmark = pytest.mark.acme
 

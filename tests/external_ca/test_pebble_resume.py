@@ -10,8 +10,8 @@ import pytest
 
 from engine.external_ca import build_backend
 from engine.storage import InMemoryStorage
-from tests.external_ca import flows
-from tests.external_ca.harness import Client
+from . import flows
+from .harness import Client
 
 pytestmark = pytest.mark.acme
 
