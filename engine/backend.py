@@ -25,6 +25,10 @@ PATH_MODULES: list[str] = [
     "engine.api.roles",
     "engine.api.issue",
     "engine.api.certs",
+    "engine.api.revoke",
+    "engine.api.crl",
+    "engine.api.ocsp",
+    "engine.api.tidy",
 ]
 
 _ACME_PREFIXES = ("", "issuer/+/", "roles/+/", "issuer/+/roles/+/")

@@ -1,0 +1,274 @@
+"""revoke, revoke-with-key, issuer/:ref/revoke, certs/revoked, and the `pki` lease's revoke callback.
+
+Everything is validated before the first write; the revocation record is the only write on the common path, and
+a 200 is answered only after it is in the server's storage. CRLs follow: at once (shared between concurrent
+revokes) unless auto_rebuild defers them to the periodic hook.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from engine import crl as crlmod
+from engine.issuers import ISSUING, IssuerRecord
+from engine.revocation import (
+    CERTS_PREFIX,
+    REVOKED_PREFIX,
+    RevocationRecord,
+    canonical_serial,
+    find_signing_issuer,
+    new_record,
+    now_rfc3339_nano,
+    parse_certificate_pem,
+    read_revocation,
+    read_stored_cert,
+    serial_int,
+    signed_by,
+    write_revocation,
+)
+from engine.signing import load_private_key_pem
+from engine.x509util import cert_serial_colon, public_key_der, serial_storage_form
+from plugin.framework import (
+    Field,
+    FieldData,
+    FieldType,
+    Operation,
+    Path,
+    Request,
+    Response,
+    SecretType,
+    UserError,
+    list_response,
+    name_regex,
+)
+
+if TYPE_CHECKING:
+    from engine.context import PkiContext
+
+EXPIRY_WIGGLE_SECONDS = 2   # leases are stored with second granularity; the built-in engine allows the same
+
+
+def revocation_data(rec: RevocationRecord) -> dict[str, object]:
+    return {"revocation_time": rec.revocation_time, "revocation_time_rfc3339": rec.revocation_time_utc,
+            "state": "revoked"}
+
+
+class _SerialLocks:
+    """Two revokes of one serial must not both write (the second would move the revocation time)."""
+
+    def __init__(self, stripes: int = 64) -> None:
+        self._locks = [asyncio.Lock() for _ in range(stripes)]
+
+    def for_serial(self, serial: str) -> asyncio.Lock:
+        return self._locks[hash(serial) % len(self._locks)]
+
+
+def _locks(ctx: "PkiContext") -> _SerialLocks:
+    locks = ctx.extra.get("revoke_locks")
+    if locks is None:
+        locks = ctx.extra["revoke_locks"] = _SerialLocks()
+    return locks
+
+
+async def revoke_certificate(req: Request, ctx: "PkiContext", cert: x509.Certificate, der: bytes, *,
+                             byoc: bool, from_lease: bool = False) -> Response | None:
+    """Revoke one certificate we hold (`byoc=False`: from certs/) or one presented as PEM (`byoc=True`)."""
+    storage = req.storage
+    serial = cert_serial_colon(cert)
+    async with _locks(ctx).for_serial(serial):
+        existing = await read_revocation(storage, serial)
+        if existing is not None:
+            return Response(data=revocation_data(existing))
+        issuers = ctx.issuers(storage)
+        for rec in await issuers.all():
+            if rec.certificate.serial_number == cert.serial_number and rec.certificate == cert:
+                raise UserError(f"adding issuer (id: {rec.id}) to its own CRL is not allowed")
+        signer = await find_signing_issuer(issuers, cert, verify=byoc)
+        if byoc and signer is None:
+            raise UserError("certificate is not issued by any issuer in this mount; refusing to revoke it")
+        rt = crlmod.runtime(ctx)
+        cfg = await rt.crl_config(storage)
+        if cert.not_valid_after_utc.timestamp() < time.time() + EXPIRY_WIGGLE_SECONDS \
+                and not cfg.allow_expired_cert_revocation:
+            return Response(warnings=[f"certificate with serial {serial} already expired; refusing to add to CRL"])
+        if from_lease and _is_ca(cert):
+            return None   # CA certificates that once had leases are not revoked through them (built-in rule)
+        if byoc:
+            stored = await read_stored_cert(storage, serial)
+            if stored is not None and stored != der:
+                raise UserError("certificate with same serial but unequal value already present in this "
+                                "cluster's storage; refusing to revoke")
+            if stored is None:
+                await storage.put(CERTS_PREFIX + serial_storage_form(serial), der)
+        record = new_record(cert, der, signer.id if signer else "")
+        await write_revocation(storage, record, wal=cfg.enable_delta)
+        rt.pending.entries[serial_int(serial)] = (record.revocation_time, record.issuer_id)
+        if rt.ocsp_cache is not None:
+            rt.ocsp_cache.drop_serial(cert.serial_number)
+    resp = Response(data=revocation_data(record))
+    if not cfg.auto_rebuild:
+        for warning in await crlmod.request_rebuild(storage, ctx):
+            resp.add_warning(warning)
+    return resp
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+async def _target(req: Request, d: FieldData) -> tuple[x509.Certificate, bytes, bool]:
+    """(certificate, DER, presented-as-PEM) from exactly one of serial_number / certificate."""
+    serial_text = (d.get("serial_number") or "").strip()
+    pem = (d.get("certificate") or "").strip()
+    if not serial_text and not pem:
+        raise UserError("The serial number or certificate to revoke must be provided.")
+    if serial_text and pem:
+        raise UserError("Must provide either the certificate or the serial to revoke; not both.")
+    if pem:
+        cert, der = parse_certificate_pem(pem)
+        return cert, der, True
+    colon = canonical_serial(serial_text)
+    der = await read_stored_cert(req.storage, colon) if colon else None
+    if der is None:
+        raise UserError(f"certificate with serial {serial_text} not found.")
+    try:
+        return x509.load_der_x509_certificate(der), der, False
+    except ValueError:
+        raise UserError(f"certificate with serial {serial_text} could not be parsed") from None
+
+
+def _check_private_key(cert: x509.Certificate, key_pem: str) -> None:
+    if not key_pem.strip():
+        raise UserError("The private key to prove possession of the certificate must be provided.")
+    key = load_private_key_pem(key_pem)
+    cert_pub, key_pub = cert.public_key(), key.public_key()
+    if _kind(cert_pub) != _kind(key_pub):
+        raise UserError("provided private key type does not match certificate's public key type")
+    if public_key_der(cert_pub) != public_key_der(key_pub):  # type: ignore[arg-type]
+        raise UserError("provided private key does not match certificate's public key")
+
+
+def _kind(pub: object) -> str:
+    name = type(pub).__name__.lower()
+    for kind in ("rsa", "ellipticcurve", "ed25519", "ed448", "dsa"):
+        if kind in name:
+            return kind
+    return name
+
+
+def paths(ctx: "PkiContext") -> list[Path]:
+    async def revoke(req: Request, d: FieldData) -> Response | None:
+        cert, der, byoc = await _target(req, d)
+        return await revoke_certificate(req, ctx, cert, der, byoc=byoc)
+
+    async def revoke_with_key(req: Request, d: FieldData) -> Response | None:
+        cert, der, byoc = await _target(req, d)
+        _check_private_key(cert, d.get("private_key") or "")
+        return await revoke_certificate(req, ctx, cert, der, byoc=byoc)
+
+    async def list_revoked(req: Request, d: FieldData) -> Response | None:
+        keys = sorted(k.replace("-", ":") for k in await req.storage.list(REVOKED_PREFIX) if not k.endswith("/"))
+        after = d.get("after") or ""
+        if after:
+            keys = [k for k in keys if k > after]
+        limit = d.get("limit") or 0
+        if limit > 0:
+            keys = keys[:limit]
+        return list_response(keys) if keys else None
+
+    async def revoke_issuer(req: Request, d: FieldData) -> Response | None:
+        return await _revoke_issuer(req, ctx, req.match["issuer_ref"])
+
+    async def lease_revoke(req: Request) -> Response | None:
+        serial = str((req.secret.internal_data if req.secret else {}).get("serial_number") or "")
+        colon = canonical_serial(serial)
+        der = await read_stored_cert(req.storage, colon) if colon else None
+        if der is None:
+            return None   # no_store certificates cannot be revoked through their lease, as in the built-in
+        cert = x509.load_der_x509_certificate(der)
+        resp = await revoke_certificate(req, ctx, cert, der, byoc=False, from_lease=True)
+        return None if resp is None else Response(warnings=resp.warnings)
+
+    # The lease type issuance registers (internal_data secret_type "pki"): ours replaces its stub.
+    ctx.extra.setdefault("secret_types", {})["pki"] = SecretType(name="pki", revoke=lease_revoke)
+
+    target_fields = {
+        "serial_number": Field(FieldType.STRING, "Certificate serial number, in colon- or hyphen-separated "
+                                                 "octal"),
+        "certificate": Field(FieldType.STRING, "Certificate to revoke in PEM format; must be signed by an "
+                                               "issuer in this mount."),
+    }
+    return [
+        Path("revoke", fields=target_fields, operations={Operation.UPDATE: revoke},
+             synopsis="Revoke a certificate by serial number or with explicit certificate.",
+             description="Revoke a certificate; the revocation is in storage when the call returns."),
+        Path("revoke-with-key", fields={**target_fields, "private_key": Field(
+                 FieldType.STRING, "Key to use to verify revocation permission; must be in PEM format.")},
+             operations={Operation.UPDATE: revoke_with_key},
+             synopsis="Revoke a certificate, proving possession of its private key."),
+        Path("certs/revoked/?", fields={
+                 "after": Field(FieldType.STRING, "Optional entry to list begin listing after.", query=True),
+                 "limit": Field(FieldType.INT, "Optional number of entries to return.", default=-1, query=True)},
+             operations={Operation.LIST: list_revoked},
+             synopsis="List all revoked serial numbers within the local cluster."),
+        Path(f"issuer/{name_regex('issuer_ref')}/revoke", fields={
+                 "issuer_ref": Field(FieldType.STRING, "Reference to an existing issuer.")},
+             operations={Operation.UPDATE: revoke_issuer},
+             synopsis="Revoke the specified issuer certificate."),
+    ]
+
+
+async def _revoke_issuer(req: Request, ctx: "PkiContext", ref: str) -> Response:
+    """Irreversible: marks the issuer revoked, removes its issuing usage, and puts it on its parents' CRLs."""
+    storage = req.storage
+    issuers = ctx.issuers(storage)
+    rec = await issuers.resolve(ref)
+    warnings: list[str] = []
+    if not rec.revoked:
+        everyone = await issuers.all()
+        parents = [p for p in everyone if p.id != rec.id and
+                   p.certificate.subject == rec.certificate.issuer and signed_by(rec.certificate, p.certificate)]
+        if rec.is_self_signed():
+            warnings.append("This issuer is a self-signed (root) issuer; no CRLs in this mount will carry its "
+                            "revocation. Distribute its revocation out of band.")
+        elif not parents:
+            warnings.append("This issuer's parent is not in this mount; no CRLs in this mount will carry its "
+                            "revocation.")
+        ns = time.time_ns()
+        updated = rec.copy(revoked=True, revocation_time=ns // 1_000_000_000,
+                           revocation_time_utc=now_rfc3339_nano(ns), usage=set(rec.usage) - {ISSUING})
+        await issuers.put(updated)
+        ctx.invalidate("config/issuer/" + rec.id)
+        if await issuers.default_id() == rec.id:
+            warnings.append("This issuer is the default issuer; it can no longer issue certificates. Choose "
+                            "another default issuer with config/issuers.")
+        warnings.extend(await crlmod.request_rebuild(storage, ctx))
+        rec = await issuers.resolve(rec.id)
+    return Response(data=_issuer_view(rec, await issuers.chain_pems(rec)), warnings=warnings)
+
+
+def _issuer_view(rec: IssuerRecord, chain: list[str]) -> dict[str, object]:
+    data: dict[str, object] = {
+        "issuer_id": rec.id, "issuer_name": rec.name, "key_id": rec.key_id,
+        "certificate": rec.certificate_pem, "ca_chain": chain, "manual_chain": rec.manual_chain or None,
+        "leaf_not_after_behavior": rec.leaf_not_after_behavior, "usage": rec.usage_string,
+        "revocation_signature_algorithm": rec.revocation_signature_algorithm, "revoked": rec.revoked,
+    }
+    if rec.revoked:
+        data["revocation_time"] = rec.revocation_time
+        data["revocation_time_rfc3339"] = rec.revocation_time_utc
+    aia = rec.aia
+    data["issuing_certificates"] = aia.issuing_certificates if aia else []
+    data["crl_distribution_points"] = aia.crl_distribution_points if aia else []
+    data["delta_crl_distribution_points"] = aia.delta_crl_distribution_points if aia else []
+    data["ocsp_servers"] = aia.ocsp_servers if aia else []
+    if aia is not None and aia.has_any():
+        data["enable_aia_url_templating"] = aia.enable_templating
+    return data
+
