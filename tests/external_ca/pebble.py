@@ -90,7 +90,8 @@ class Pebble:
     challtest_url: str
     tls_ca_pem: str
     tmp: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    dns_port: int = 0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)  # challtestsrv, pebble
 
     def _mgmt(self, path: str, body: dict[str, Any]) -> None:
         req = urllib.request.Request(self.challtest_url + path, data=json.dumps(body).encode(), method="POST")
@@ -156,7 +157,7 @@ def start_pebble(env_extra: dict[str, str] | None = None) -> Pebble:
             p.kill()
         raise
     return Pebble(f"https://127.0.0.1:{acme_port}/dir", f"https://127.0.0.1:{mgmt_port}",
-                  f"http://127.0.0.1:{cts_mgmt}", tls_pem, tmp, procs)
+                  f"http://127.0.0.1:{cts_mgmt}", tls_pem, tmp, dns_port, procs)
 
 
 class AriProxy:
