@@ -113,8 +113,11 @@ class Orders:
                 "csr": Field(FieldType.STRING, "PEM certificate request (CSR workflow)."),
             }, {Operation.UPDATE: self.new_order}, synopsis="Start an ACME order."),
             Path(f"{order}/status", base, {Operation.READ: self.status}, synopsis="Order state."),
-            Path(f"{order}/challenges?", challenge_fields, {Operation.READ: self.challenge},
+            Path(f"{order}/challenge", challenge_fields, {Operation.READ: self.challenge},
                  synopsis="Material for one challenge of an order."),
+            # Seed 003 spelled it in the plural; the published API and Terraform use the singular.
+            Path(f"{order}/challenges", challenge_fields, {Operation.READ: self.challenge},
+                 synopsis="Alias of order/:id/challenge."),
             Path(f"{order}/fulfilled-challenge", {
                 **base,
                 "identifier": Field(FieldType.STRING, "Identifier whose challenge is in place."),

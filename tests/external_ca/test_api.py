@@ -421,3 +421,28 @@ def test_interrupted_key_change_is_resolved(env):
         assert acct.pending_key_version is None and acct.active_key_version == 0
         assert await c.storage.get("account-key/le/1") is None
     run(go())
+
+
+def test_root_help_and_openapi_cover_every_path(env):
+    async def go():
+        from plugin.framework import Operation, Request
+        out = await env.client.backend.handle(Request(operation=Operation.HELP, path="", storage=env.client.storage,
+                                                      data={"requestResponsePrefix": "python-pki-external-ca"}))
+        assert out.error is None
+        paths = out.response.data["openapi"]["paths"]
+        assert "/role/{name}/order/{order_id}/challenge" in paths and "/role/{name}/new-order" in paths
+        assert not [p for p in paths if "(" in p]
+    run(go())
+
+
+def test_plural_challenges_alias_from_seed_003(env):
+    async def go():
+        c = await setup(env)
+        _, body = await c.write("role/web/new-order", {"identifiers": "example.com"})
+        oid = body["data"]["order_id"]
+        await status(c, oid)
+        q = {"identifier": "example.com", "challenge_type": "http-01"}
+        _, one = await c.read(f"role/web/order/{oid}/challenge", q)
+        _, two = await c.read(f"role/web/order/{oid}/challenges", q)
+        assert one["data"] == two["data"] and one["data"]["http_path"].endswith(one["data"]["challenge_token"])
+    run(go())
