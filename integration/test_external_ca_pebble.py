@@ -3,7 +3,6 @@ dns-01 validation via challtestsrv), in the request order Terraform's resources 
 from __future__ import annotations
 
 import pytest
-from cryptography import x509
 
 from integration.acme_support import external_ca_plugin, pebble_ca, xca  # noqa: F401 - fixtures
 from tests.external_ca.flows import assert_chains_to_root, san_values

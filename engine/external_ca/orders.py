@@ -182,7 +182,7 @@ class Orders:
 
     async def new_order(self, req: Request, d: FieldData) -> Response:
         role = await self._role(req, d)
-        raw_idents, has_idents = d.get_ok("identifiers")
+        raw_idents = d.get("identifiers")
         csr_pem = d.get("csr").strip()
         if raw_idents and csr_pem:
             raise UserError("identifiers and csr are mutually exclusive")

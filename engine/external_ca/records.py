@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from dataclasses import dataclass, field
 from typing import Any, Type, TypeVar
 
@@ -217,7 +216,3 @@ def serial_path(serial: str) -> str:
 async def list_order_ids(storage: Storage) -> list[str]:
     return [k for k in await storage.list(ORDER_PREFIX) if not k.endswith("/")]
 
-
-async def load_json_text(storage: Storage, key: str) -> str | None:
-    raw = await storage.get(key)
-    return None if raw is None else json.loads(raw)

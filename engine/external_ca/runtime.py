@@ -5,8 +5,8 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import functools
-import uuid
 import os
+import uuid
 from collections import defaultdict
 from typing import Any, Callable, TypeVar
 

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from engine.external_ca import build_backend
 from engine.external_ca.acme_client import AcmeFailed, RetryLater
 from engine.external_ca.common import SEAL_WRAPPED_PREFIXES
-from engine.external_ca.records import load_order, save_order
+from engine.external_ca.records import load_order
 from plugin.framework import StaticSystemView
 from .fake_ca import FakeCA
 from .harness import Client

@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 
 import pytest
-from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
