@@ -51,10 +51,10 @@ class Mount:
             return Reply(resp.data["http_status_code"], resp.data, resp.warnings)
         return Reply(200, resp.data, resp.warnings)
 
-    def write(self, path: str, **data: Any) -> Reply:
+    def write(self, path: str, /, **data: Any) -> Reply:
         return self.call(Operation.UPDATE, path, data)
 
-    def read(self, path: str, **data: Any) -> Reply:
+    def read(self, path: str, /, **data: Any) -> Reply:
         return self.call(Operation.READ, path, data)
 
     def list(self, path: str) -> Reply:
@@ -63,10 +63,10 @@ class Mount:
     def delete(self, path: str) -> Reply:
         return self.call(Operation.DELETE, path)
 
-    def patch(self, path: str, **data: Any) -> Reply:
+    def patch(self, path: str, /, **data: Any) -> Reply:
         return self.call(Operation.PATCH, path, data)
 
-    def ok(self, op: str, path: str, **data: Any) -> dict[str, Any]:
+    def ok(self, op: str, path: str, /, **data: Any) -> dict[str, Any]:
         reply = getattr(self, op)(path, **data)
         assert reply.status == 200, (reply.status, reply.data)
         return reply.data or {}
