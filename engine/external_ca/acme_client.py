@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ class TrustStore:
                 with open(path, "w", encoding="ascii") as fh:
                     fh.write(trusted_ca)
         return path
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _retry_after(net: _Network) -> int | None:

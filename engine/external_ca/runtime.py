@@ -69,3 +69,4 @@ class Runtime:
 
     async def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.trust.close()
