@@ -139,3 +139,11 @@ async def forget(cfg: ManagedKeyConfig) -> None:
 
 
 register_managed_loader(load_managed_signing_key)
+
+
+def managed_key_fields(record: KeyRecord) -> dict[str, Any]:
+    """What `key/:ref` reads show for a managed key (Terraform reads managed_key_name and managed_key_id)."""
+    info = record.managed_key or {}
+    if not info:
+        return {}
+    return {"managed_key_name": info.get("managed_key_name", ""), "managed_key_id": info.get("managed_key_id", "")}

@@ -10,6 +10,11 @@ Three facts shape this module:
 - A module only notices tokens created, deleted or re-initialised by other processes after C_Finalize +
   C_Initialize, so recovery from a lost session or a re-initialised token re-initialises the module (which
   invalidates every pool on it; each notices by the module's generation number) and retries once.
+- Modules share the process's OpenSSL and may leave entries on the calling thread's OpenSSL error queue
+  (SoftHSM 2.6 leaves ENGINE "no such engine" after C_Initialize/C_Finalize). Python's ssl module then takes
+  that stale entry for a failure of the next TLS read on the thread and drops the connection, which for the
+  plugin is its link to the server. So PKCS#11 calls run only on our own `pkcs11` threads, even when a caller
+  uses the blocking API from the event loop, and the queue is cleared after initialisation anyway.
 """
 from __future__ import annotations
 
@@ -35,7 +40,39 @@ from engine.hsm.errors import ManagedKeyConfigError, TokenUnavailableError
 log = logging.getLogger("python-pki.hsm")
 T = TypeVar("T")
 
-EXECUTOR = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pkcs11")
+_on_pkcs11_thread = threading.local()
+
+
+def _mark_thread() -> None:
+    _on_pkcs11_thread.flag = True
+
+
+EXECUTOR = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pkcs11", initializer=_mark_thread)
+
+
+def _clear_openssl_errors() -> None:
+    lib = _libcrypto()
+    if lib is not None:
+        lib.ERR_clear_error()
+
+
+_libcrypto_handle: Any = None
+
+
+def _libcrypto() -> Any:
+    """The process's shared libcrypto (the one Python's ssl module and most PKCS#11 modules link)."""
+    global _libcrypto_handle
+    if _libcrypto_handle is None:
+        import ctypes
+        import ssl  # noqa: F401 - make sure the shared libcrypto is the one already loaded
+        import ctypes.util
+
+        name = ctypes.util.find_library("crypto")
+        try:
+            _libcrypto_handle = ctypes.CDLL(name) if name else False
+        except OSError:
+            _libcrypto_handle = False
+    return _libcrypto_handle or None
 
 # After the token refuses a PIN we stop presenting it for a while: real HSMs lock the user PIN after a few
 # failures, and every issuance request would otherwise be one more failed login. Rewriting the managed key
@@ -124,6 +161,8 @@ class Module:
                     if _is_load_failure(exc):
                         raise _LoadFailed() from None
                     raise
+                finally:
+                    _clear_openssl_errors()
             return self._lib
 
     def reinitialize(self) -> None:
@@ -137,6 +176,8 @@ class Module:
                 # A half-finalised module: drop our handle so the next use loads it afresh.
                 pkcs11.unload(self.path)
                 self._lib = None
+            finally:
+                _clear_openssl_errors()
 
 
 _modules: dict[str, Module] = {}
@@ -182,7 +223,15 @@ class TokenPool:
     # -- public -------------------------------------------------------------------------------------------------
 
     def run(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
-        """Run `op` on a pooled session under the module lock; recover once from a lost session/token."""
+        """Run `op` on a pooled session under the module lock; recover once from a lost session/token.
+
+        Blocks the caller; the PKCS#11 calls themselves always happen on a `pkcs11` executor thread.
+        """
+        if not getattr(_on_pkcs11_thread, "flag", False):
+            return EXECUTOR.submit(self._run, key_name, op).result()
+        return self._run(key_name, op)
+
+    def _run(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
         self._check_pin_wait(key_name)
         with self._sem:
             for attempt in (1, 2):
@@ -220,6 +269,9 @@ class TokenPool:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        if not getattr(_on_pkcs11_thread, "flag", False):
+            EXECUTOR.submit(self.close).result()
+            return
         with self.module.lock:
             self._reset(close=True)
 
