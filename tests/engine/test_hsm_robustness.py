@@ -152,3 +152,57 @@ def _destroy_key_objects(library: str, token_label: str, key_label: str) -> None
 
 
 _ = (dt, ManagedKeyConfigError, TokenUnavailableError)
+
+
+def test_token_recovery_on_the_event_loop_keeps_tls_connections_alive(softhsm, tmp_path):  # noqa: F811
+    """The plugin talks to the server over TLS on its event loop; re-initialising the module must not break it.
+
+    Issuance calls the blocking signing API from the event loop; the token recovery it triggers (module
+    C_Finalize + C_Initialize) used to leave an OpenSSL error on that thread, which the next TLS read took
+    for its own failure.
+    """
+    import ssl
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem"), "-subj", "/CN=localhost",
+                    "-days", "1"], check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    label, key, _ = _setup(softhsm)
+    backup = softhsm.backup(label)
+
+    async def scenario() -> list[str]:
+        async def echo(reader, writer):
+            while data := await reader.read(100):
+                writer.write(data)
+                await writer.drain()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                       server_hostname="localhost")
+        seen = []
+
+        async def ping(tag: bytes) -> None:
+            writer.write(tag)
+            await writer.drain()
+            seen.append((await asyncio.wait_for(reader.read(100), 5)).decode())
+
+        await ping(b"before")
+        softhsm.reinit_token(label)
+        try:
+            key.sign_bytes(b"tbs", hashes.SHA256())   # blocking call on the loop, as issuance makes it
+        except VaultError as exc:
+            seen.append(exc.message)
+        await ping(b"after-failure")
+        softhsm.restore(label, backup)
+        key.sign_bytes(b"tbs", hashes.SHA256())
+        await ping(b"after-recovery")
+        writer.close()
+        server.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["before", 'managed key "hsm1": no private key with label "ca" in the token',
+                                       "after-failure", "after-recovery"]
