@@ -106,6 +106,8 @@ async def revoke_certificate(req: Request, ctx: "PkiContext", cert: x509.Certifi
         record = new_record(cert, der, signer.id if signer else "")
         await write_revocation(storage, record, wal=cfg.enable_delta)
         rt.pending.entries[serial_int(serial)] = (record.revocation_time, record.issuer_id)
+        if cfg.enable_delta:
+            rt.pending.wal_keys.add(serial_storage_form(serial))
         if rt.ocsp_cache is not None:
             rt.ocsp_cache.drop_serial(cert.serial_number)
     resp = Response(data=revocation_data(record))
