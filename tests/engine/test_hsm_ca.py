@@ -127,3 +127,21 @@ def test_external_key_ref_names_the_managed_key_too(softhsm):  # noqa: F811
     out = mount.ok(Operation.UPDATE, "issuers/generate/root/kms", {"common_name": "OB style", "external_key_ref": "k"})
     assert x509.load_pem_x509_certificate(out["certificate"].encode()).public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_keys_generate_kms_then_existing_root_signs_in_the_token(softhsm, tmp_path):  # noqa: F811
+    token = softhsm.new_token()
+    mount = Mount()
+    mount.ok(Operation.UPDATE, "managed-keys/k", managed_key_body(softhsm, token, "k", "ec", 384))
+    key = mount.ok(Operation.UPDATE, "keys/generate/kms", {"managed_key_name": "k", "key_name": "hsm-key"})
+    assert key["key_type"] == "ec" and key["key_name"] == "hsm-key" and "private_key" not in key
+    assert isinstance(key["key_id"], str) and key["key_id"]
+    again = mount.ok(Operation.UPDATE, "keys/generate/kms", {"managed_key_name": "k"})
+    assert again["key_id"] == key["key_id"]   # one token key, one key record
+
+    root = mount.ok(Operation.UPDATE, "root/generate/existing", {"common_name": "from existing", "key_ref": "hsm-key"})
+    cert = x509.load_pem_x509_certificate(root["certificate"].encode())
+    cert.verify_directly_issued_by(cert)
+    assert cert.signature_hash_algorithm.name == "sha384"
+    assert root["key_id"] == key["key_id"]
+    _lint("cert", root["certificate"].encode(), tmp_path, "existing.pem")
