@@ -145,3 +145,26 @@ def test_keys_generate_kms_then_existing_root_signs_in_the_token(softhsm, tmp_pa
     assert cert.signature_hash_algorithm.name == "sha384"
     assert root["key_id"] == key["key_id"]
     _lint("cert", root["certificate"].encode(), tmp_path, "existing.pem")
+
+
+def test_token_failing_mid_operation_writes_nothing(softhsm, monkeypatch):  # noqa: F811
+    """The key pair exists and the config is fine, but the token dies while signing: 503, storage unchanged."""
+    import pkcs11.exceptions as p11e
+
+    token = softhsm.new_token()
+    mount = Mount()
+    mount.ok(Operation.UPDATE, "managed-keys/k", managed_key_body(softhsm, token, "k"))
+    mount.ok(Operation.UPDATE, "keys/generate/kms", {"managed_key_name": "k", "key_name": "hsm"})
+
+    def dying(*args, **kwargs):
+        def op(ps):
+            raise p11e.DeviceRemoved()
+        return op
+
+    monkeypatch.setattr("engine.hsm.signer.sign_op", dying)
+    before = mount.storage.snapshot()
+    text = error_text(mount.call(Operation.UPDATE, "root/generate/existing", {"common_name": "x", "key_ref": "hsm"}))
+    assert text == '503 managed key "k": the token failed (DeviceRemoved); try again once it is back'
+    assert mount.storage.snapshot() == before
+    monkeypatch.undo()
+    mount.ok(Operation.UPDATE, "root/generate/existing", {"common_name": "x", "key_ref": "hsm"})
