@@ -73,8 +73,11 @@ def launcher_text(python: str, args: tuple[str, ...] | list[str] = ()) -> str:
         "        raise\n"
         "    sys.path.append(_SOURCE_ROOT)\n"
         "    from plugin.main import main\n"
-        "sys.argv[1:1] = _ARGS\n"
-        "sys.exit(main())\n"
+        "# Worker processes (multiprocessing forkserver/spawn) re-import this file as __mp_main__;\n"
+        "# only the process the server started may serve the plugin.\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[1:1] = _ARGS\n"
+        "    sys.exit(main())\n"
     )
 
 

@@ -99,3 +99,16 @@ def test_handshake_line_over_unix_and_tcp(tmp_path):
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_launcher_does_not_serve_when_reimported_by_a_worker(tmp_path):
+    """multiprocessing re-imports the main script as __mp_main__; that must not start a second plugin."""
+    from plugin.launcher import install_launcher
+
+    launcher, _ = install_launcher(tmp_path)
+    env = dict(os.environ, VAULT_BACKEND_PLUGIN="6669da05-b1c8-4f49-97d9-c8e5bed98e20",
+               PLUGIN_PROTOCOL_VERSIONS="5")
+    proc = subprocess.run([sys.executable, "-c",
+                           f"import runpy; runpy.run_path({str(launcher)!r}, run_name='__mp_main__')"],
+                          capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
