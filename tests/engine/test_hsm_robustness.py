@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 
 import pytest
@@ -11,7 +10,6 @@ from pkcs11 import Attribute, ObjectClass
 
 from engine.hsm import service, token as token_mod
 from engine.hsm.config import ManagedKeyStore
-from engine.hsm.errors import ManagedKeyConfigError, TokenUnavailableError
 from engine.hsm.signer import HsmSigningKey
 from plugin.framework import Operation, VaultError
 from tests.engine.hsm_helpers import Mount, managed_key_body
@@ -150,8 +148,6 @@ def _destroy_key_objects(library: str, token_label: str, key_label: str) -> None
                 for obj in list(session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: key_label})):
                     obj.destroy()
 
-
-_ = (dt, ManagedKeyConfigError, TokenUnavailableError)
 
 
 def test_token_recovery_on_the_event_loop_keeps_tls_connections_alive(softhsm, tmp_path):  # noqa: F811

@@ -18,6 +18,7 @@ from pkcs11 import Attribute
 from engine.hsm import service
 from engine.hsm.config import ManagedKeyStore
 from engine.hsm.signer import HsmSigningKey
+from plugin.framework import Operation
 from tests.engine.hsm_helpers import Mount, managed_key_body
 from tests.hsm_fixtures import softhsm  # noqa: F401  (fixture)
 
@@ -39,16 +40,11 @@ CASES = [
 def _signer(hsm, kind: str, bits: int) -> tuple[Mount, HsmSigningKey]:
     mount = Mount()
     token = hsm.new_token()
-    mount.ok(mount_op_update(), "managed-keys/k", managed_key_body(hsm, token, "ca-key", kind, bits))
+    mount.ok(Operation.UPDATE, "managed-keys/k", managed_key_body(hsm, token, "ca-key", kind, bits))
     cfg = asyncio.run(ManagedKeyStore(mount.storage).get("k"))
     pub, generated = asyncio.run(service.ensure_token_key(cfg))
     assert generated
     return mount, service.signing_key(cfg, pub)
-
-
-def mount_op_update():
-    from plugin.framework import Operation
-    return Operation.UPDATE
 
 
 def _name(cn: str) -> x509.Name:
