@@ -34,7 +34,7 @@ def test_openapi_lists_our_paths(bao: BaoServer, mounts) -> None:
 def test_kill_9_then_next_request_succeeds_and_data_survives(bao: BaoServer, mounts) -> None:
     m = mounts.ours
     bao.cli("write", f"{m}/root/generate/internal", "common_name=crash.example.com", "key_type=ec")
-    bao.cli("write", f"{m}/roles/r", "allow_any_name=true", "key_type=ec")
+    bao.cli("write", f"{m}/roles/r", "allow_any_name=true", "key_type=ec", "ttl=1h")
     serial = bao.http("POST", f"{m}/issue/r", json={"common_name": "a.example.com"}).json()["data"]["serial_number"]
     pids = bao.plugin_pids()
     assert pids
@@ -52,7 +52,7 @@ def test_two_mounts_share_one_process(bao: BaoServer) -> None:
         for m in (a, b):
             assert bao.http("LIST", f"{m}/roles").status_code == 404   # reached the plugin, no roles yet
         launcher = str(bao.launcher_path)
-        procs = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        procs = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
         assert len([line for line in procs.splitlines() if launcher in line]) == 1, procs
     finally:
         bao.disable_mount(a)
