@@ -1,8 +1,10 @@
 """Per-mount state shared by every path module: caches of decoded records and hooks other modules register."""
 from __future__ import annotations
 
+import asyncio
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 from engine.cache import RecordCache
 from engine.issuers import ISSUER_PREFIX, ISSUERS_CONFIG, IssuerRecord, IssuerStore
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
 # A KMS/HSM key provider: (request, fields) -> (KeyRecord not yet stored, is_new). Registered by the HSM module.
 KmsKeyProvider = Callable[["Request", "FieldData"], Awaitable[tuple[KeyRecord, bool]]]
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 # Called after anything that changes the issuer set (import, generation, deletion): e.g. CRL rebuilds.
 IssuerChangeHook = Callable[["Request"], Awaitable[list[str]]]
 
@@ -32,6 +35,17 @@ class PkiContext:
     periodic_hooks: list[Callable[["Request"], Awaitable[None]]] = field(default_factory=list)
     initialize_hooks: list[Callable[["Request"], Awaitable[None]]] = field(default_factory=list)
     secret_types: list["SecretType"] = field(default_factory=list)   # modules append in their paths(ctx)
+    # Serialises changes to the issuer/key set (generation, import, update, delete, defaults), as the built-in
+    # engine's issuers lock does: two concurrent imports must not both pick themselves as the default.
+    issuers_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def serialized(self, handler: "H") -> "H":
+        """Wrap a path handler so it runs under `issuers_lock`."""
+        @functools.wraps(handler)
+        async def run(req: Any, d: Any) -> Any:
+            async with self.issuers_lock:
+                return await handler(req, d)
+        return run  # type: ignore[return-value]
 
     def keys(self, storage: Storage) -> KeyStore:
         return KeyStore(storage, self.key_cache)

@@ -143,10 +143,10 @@ def paths(ctx: PkiContext) -> list[Path]:
              synopsis="Global AIA URLs put into issued certificates."),
         Path("config/cluster", cluster_fields, {Operation.READ: read_cluster_cfg, Operation.UPDATE: write_cluster_cfg},
              synopsis="This cluster's mount URLs (for AIA templating and ACME)."),
-        Path("config/issuers", issuers_fields, {Operation.READ: read_issuers_cfg, Operation.UPDATE: write_issuers_cfg},
+        Path("config/issuers", issuers_fields, {Operation.READ: read_issuers_cfg, Operation.UPDATE: ctx.serialized(write_issuers_cfg)},
              synopsis="The default issuer."),
-        Path("root/replace", replace_fields, {Operation.UPDATE: write_issuers_cfg},
+        Path("root/replace", replace_fields, {Operation.UPDATE: ctx.serialized(write_issuers_cfg)},
              synopsis="Make another issuer (default: the one named 'next') the default."),
         Path("config/keys", {"default": Field(S, "Reference (id or name) of the default key.")},
-             {Operation.READ: read_keys_cfg, Operation.UPDATE: write_keys_cfg}, synopsis="The default key."),
+             {Operation.READ: read_keys_cfg, Operation.UPDATE: ctx.serialized(write_keys_cfg)}, synopsis="The default key."),
     ]

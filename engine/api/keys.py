@@ -167,11 +167,12 @@ def paths(ctx: PkiContext) -> list[Path]:
     return [
         Path("keys/?$", list_fields, {Operation.LIST: list_keys}, synopsis="List keys."),
         Path("key/" + name_regex("key_ref"), key_fields,
-             {Operation.READ: read_key, Operation.UPDATE: update_key, Operation.DELETE: delete_key},
+             {Operation.READ: read_key, Operation.UPDATE: ctx.serialized(update_key),
+              Operation.DELETE: ctx.serialized(delete_key)},
              synopsis="Read, rename or delete a key."),
-        Path("keys/generate/(?P<type>internal|exported|kms)", gen_fields, {Operation.UPDATE: generate_key},
+        Path("keys/generate/(?P<type>internal|exported|kms)", gen_fields, {Operation.UPDATE: ctx.serialized(generate_key)},
              synopsis="Generate a key (exported returns the private key, once)."),
-        Path("keys/import", import_fields, {Operation.UPDATE: import_key}, synopsis="Import a private key."),
+        Path("keys/import", import_fields, {Operation.UPDATE: ctx.serialized(import_key)}, synopsis="Import a private key."),
     ]
 
 
