@@ -12,7 +12,7 @@ import tempfile
 from grpclib.health.service import Health
 from grpclib.server import Server
 
-from plugin.host import tls
+from plugin.host import coalesce, tls
 from plugin.host.broker import Broker
 from plugin.host.services import (
     BackendFactory,
@@ -98,6 +98,7 @@ async def _setup_deadline(life: Lifecycle) -> None:
 
 async def serve(factory: BackendFactory, env: dict[str, str]) -> None:
     version = negotiate_protocol(env)
+    coalesce.install()
     life = Lifecycle()
     server_tls = client_tls = None
     cert_field = ""
