@@ -1,7 +1,7 @@
 """Building CA certificates and CSRs: roots, intermediate CSRs, signed intermediates, re-signed self-issued certs.
 
-Pure functions over a `SigningKey`: nothing here touches storage, so callers can validate and build everything
-before writing a single record.
+Functions over a `SigningKey`: nothing here touches storage, so callers can validate and build everything
+before writing a single record. They are coroutines because a token-held key signs off the event loop.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
+from engine import signing
 from engine.signing import HashAlg, SigningKey
 from engine.urls import AiaUrls, aia_extensions
 from engine.x509util import aki_from_issuer, build_sans, cert_skid, ext_key_usage_oids, new_serial, subject_key_id
@@ -88,7 +89,7 @@ def _apply(builder: x509.CertificateBuilder,
     return builder
 
 
-def build_root(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg, use_pss: bool,
+async def build_root(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg, use_pss: bool,
                aia: AiaUrls | None) -> x509.Certificate:
     assert profile.not_before is not None and profile.not_after is not None
     _check_validity(profile.not_before, profile.not_after)
@@ -99,10 +100,10 @@ def build_root(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg, use_ps
                .public_key(pub).serial_number(new_serial())
                .not_valid_before(profile.not_before).not_valid_after(profile.not_after))
     builder = _apply(builder, _ca_extensions(profile, ski, ski, aia))
-    return signer.sign_certificate(builder, hash_alg, use_pss)
+    return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 
-def build_csr(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg,
+async def build_csr(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg,
               add_basic_constraints: bool) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(profile.subject)
     names = profile.general_names()
@@ -110,10 +111,10 @@ def build_csr(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg,
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if add_basic_constraints:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    return signer.sign_csr(builder, hash_alg)
+    return await signing.sign_csr(signer, builder, hash_alg)
 
 
-def sign_intermediate(signer: SigningKey, issuer_cert: x509.Certificate, csr: x509.CertificateSigningRequest,
+async def sign_intermediate(signer: SigningKey, issuer_cert: x509.Certificate, csr: x509.CertificateSigningRequest,
                       profile: CaProfile, hash_alg: HashAlg, use_pss: bool, aia: AiaUrls | None,
                       use_csr_values: bool) -> x509.Certificate:
     """A CA certificate for the CSR's key, issued by `issuer_cert`. With `use_csr_values` the subject, SANs and
@@ -148,10 +149,10 @@ def sign_intermediate(signer: SigningKey, issuer_cert: x509.Certificate, csr: x5
     builder = _apply(builder, [(ext, crit) for ext, crit in ours if ext.oid not in csr_exts])
     for ext in csr_exts.values():
         builder = builder.add_extension(ext.value, critical=ext.critical)
-    return signer.sign_certificate(builder, hash_alg, use_pss)
+    return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 
-def resign_self_issued(signer: SigningKey, issuer_cert: x509.Certificate, cert: x509.Certificate,
+async def resign_self_issued(signer: SigningKey, issuer_cert: x509.Certificate, cert: x509.Certificate,
                        hash_alg: HashAlg, use_pss: bool, aia: AiaUrls | None) -> x509.Certificate:
     """The same certificate (serial, subject, validity, extensions) signed by another CA: AKI becomes the
     signer's SKID and the AIA/CRL DP extensions are replaced by the signer's."""
@@ -171,7 +172,7 @@ def resign_self_issued(signer: SigningKey, issuer_cert: x509.Certificate, cert: 
                 issuing_certificates=aia.issuing_certificates, crl_distribution_points=aia.crl_distribution_points,
                 ocsp_servers=aia.ocsp_servers)):
             builder = builder.add_extension(ext, critical=critical)
-    return signer.sign_certificate(builder, hash_alg, use_pss)
+    return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 
 def ext_key_usages_from(names: list[str], oids: list[str]) -> list[x509.ObjectIdentifier]:

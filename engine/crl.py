@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from engine.issuers import CRL_SIGNING, IssuerRecord, IssuerStore
 from engine.revocation import WAL_PREFIX
 from engine.revocation_index import Pending, RevocationIndex, gather_limited, int_to_hyphen, reconcile
-from engine.signing import hash_for_key, signature_params
+from engine.signing import hash_for_key, is_blocking, sign_crl, signature_params
 from engine.storage import Storage, get_json, put_json
 from engine.x509util import aki_from_issuer
 from plugin.framework import UserError
@@ -248,7 +248,7 @@ async def _sign(issuers: IssuerStore, signer: IssuerRecord, entries: list[tuple[
         hash_alg = hash_for_key(key)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
-    def build() -> bytes:
+    def make() -> x509.CertificateRevocationListBuilder:
         builder = x509.CertificateRevocationListBuilder(
             issuer_name=signer.certificate.subject, last_update=now,
             next_update=now + dt.timedelta(seconds=expiry_seconds), revoked_certificates=_revoked_list(entries))
@@ -260,10 +260,18 @@ async def _sign(issuers: IssuerStore, signer: IssuerRecord, entries: list[tuple[
             builder = builder.add_extension(x509.FreshestCRL([
                 x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in freshest]),
                 critical=False)
-        crl = key.sign_crl(builder, hash_alg, pss)
-        return crl.public_bytes(serialization.Encoding.DER)
+        return builder
 
-    if len(entries) > THREAD_THRESHOLD:
+    def build() -> bytes:
+        return key.sign_crl(make(), hash_alg, pss).public_bytes(serialization.Encoding.DER)
+
+    large = len(entries) > THREAD_THRESHOLD
+    if is_blocking(key):
+        # A token-held key signs on its own executor; only building a long revoked list needs a thread here.
+        builder = await asyncio.to_thread(make) if large else make()
+        crl = await sign_crl(key, builder, hash_alg, pss)
+        return crl.public_bytes(serialization.Encoding.DER)
+    if large:
         return await asyncio.to_thread(build)
     return build()
 

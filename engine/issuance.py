@@ -467,8 +467,8 @@ async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_re
         sans=names.general_names(), key_usages=role_key_usages(role), ext_key_usages=role_ext_key_usages(role),
         policies=policies, basic_constraints=role.basic_constraints_valid_for_non_ca,
         verbatim_extensions=verbatim_exts)
-    cert = build_leaf(profile, issuer.certificate, signer, leaf_hash(signer, role.signature_bits, csr is not None),
-                      role.use_pss, urls)
+    cert = await build_leaf(profile, issuer.certificate, signer,
+                            leaf_hash(signer, role.signature_bits, csr is not None), role.use_pss, urls)
 
     if not role.no_store:
         await certstore.store_certificate(req.storage, cert)

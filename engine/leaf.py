@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from engine import signing
 from engine.roles import PolicyEntry
 from engine.signing import HashAlg, SigningKey
 from engine.urls import AiaUrls
@@ -87,7 +88,7 @@ def _dps(urls: list[str]) -> list[x509.DistributionPoint]:
     return [x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in urls]
 
 
-def build_leaf(profile: LeafProfile, issuer_cert: x509.Certificate, signer: SigningKey, hash_alg: HashAlg,
+async def build_leaf(profile: LeafProfile, issuer_cert: x509.Certificate, signer: SigningKey, hash_alg: HashAlg,
                use_pss: bool, urls: AiaUrls, serial: int | None = None) -> x509.Certificate:
     builder = (x509.CertificateBuilder()
                .subject_name(profile.subject)
@@ -119,7 +120,8 @@ def build_leaf(profile: LeafProfile, issuer_cert: x509.Certificate, signer: Sign
         if urls.delta_crl_distribution_points else None, False)
     for ext in profile.verbatim_extensions:
         builder = builder.add_extension(ext.value, ext.critical)
-    return signer.sign_certificate(builder, hash_alg, use_pss)
+    # Inline for local keys (the EC hot path); token-held keys sign off the event loop.
+    return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 
 _HASHES = {256: hashes.SHA256, 384: hashes.SHA384, 512: hashes.SHA512}

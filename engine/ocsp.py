@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.issuers import OCSP_SIGNING, IssuerRecord, IssuerStore
-from engine.signing import SIGNATURE_ALGORITHMS, hash_for_key
+from engine.signing import SIGNATURE_ALGORITHMS, hash_for_key, sign_bytes
 from engine.storage import Storage, get_json
 from engine.revocation import REVOKED_PREFIX
 from engine.x509util import serial_to_colon_hex
@@ -199,7 +199,7 @@ async def _sign_response(issuers: IssuerStore, signer: IssuerRecord, parsed: Par
             hash_alg = hash_for_key(key)
         assert hash_alg is not None
         algo = _ALGO_NAMES[(key.key_type, hash_alg.name)]
-    signature = key.sign_bytes(tbs.dump(), hash_alg, False)
+    signature = await sign_bytes(key, tbs.dump(), hash_alg, False)
     basic = aocsp.BasicOCSPResponse({"tbs_response_data": tbs, "signature_algorithm": {"algorithm": algo},
                                      "signature": signature})
     return aocsp.OCSPResponse({"response_status": "successful", "response_bytes": {

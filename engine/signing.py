@@ -106,6 +106,43 @@ class LocalSigningKey:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Signing from the event loop
+#
+# A key that talks to a device (HSM) sets `blocking = True` and offers `a*` coroutine variants that run the device
+# calls off the loop. Local keys sign inline: a thread hop would cost more than the EC signature itself.
+
+def is_blocking(key: SigningKey) -> bool:
+    return bool(getattr(key, "blocking", False))
+
+
+async def sign_certificate(key: SigningKey, builder: x509.CertificateBuilder, hash_alg: HashAlg,
+                           use_pss: bool = False) -> x509.Certificate:
+    if is_blocking(key):
+        return await key.asign_certificate(builder, hash_alg, use_pss)  # type: ignore[attr-defined,no-any-return]
+    return key.sign_certificate(builder, hash_alg, use_pss)
+
+
+async def sign_crl(key: SigningKey, builder: x509.CertificateRevocationListBuilder, hash_alg: HashAlg,
+                   use_pss: bool = False) -> x509.CertificateRevocationList:
+    if is_blocking(key):
+        return await key.asign_crl(builder, hash_alg, use_pss)  # type: ignore[attr-defined,no-any-return]
+    return key.sign_crl(builder, hash_alg, use_pss)
+
+
+async def sign_csr(key: SigningKey, builder: x509.CertificateSigningRequestBuilder,
+                   hash_alg: HashAlg) -> x509.CertificateSigningRequest:
+    if is_blocking(key):
+        return await key.asign_csr(builder, hash_alg)  # type: ignore[attr-defined,no-any-return]
+    return key.sign_csr(builder, hash_alg)
+
+
+async def sign_bytes(key: SigningKey, data: bytes, hash_alg: HashAlg, use_pss: bool = False) -> bytes:
+    if is_blocking(key):
+        return await key.asign_bytes(data, hash_alg, use_pss)  # type: ignore[attr-defined,no-any-return]
+    return key.sign_bytes(data, hash_alg, use_pss)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Loading keys from records
 
 ManagedLoader = Callable[["Storage", "KeyRecord"], Awaitable[SigningKey]]

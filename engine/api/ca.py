@@ -310,8 +310,8 @@ def paths(ctx: PkiContext) -> list[Path]:
 
         await materialize_key(plan)
         assert plan.signer is not None
-        cert = build_root(plan.signer, profile, hash_for_key(plan.signer, d.get("signature_bits")),
-                          bool(d.get("use_pss")) and plan.key_type == "rsa", aia)
+        cert = await build_root(plan.signer, profile, hash_for_key(plan.signer, d.get("signature_bits")),
+                                bool(d.get("use_pss")) and plan.key_type == "rsa", aia)
 
         key_rec, key_written = await store_key(ctx, req, plan)
         try:
@@ -358,7 +358,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         await materialize_key(plan)
         assert plan.signer is not None
         hash_alg = hash_for_key(plan.signer, d.get("signature_bits"))
-        csr = build_csr(plan.signer, profile, hash_alg, bool(d.get("add_basic_constraints")))
+        csr = await build_csr(plan.signer, profile, hash_alg, bool(d.get("add_basic_constraints")))
         key_rec, _ = await store_key(ctx, req, plan)
 
         csr_text = (base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode() if fmt == "der"
@@ -409,10 +409,10 @@ def paths(ctx: PkiContext) -> list[Path]:
             profile.max_path_length = -1 if signer_pathlen is None else signer_pathlen - 1
         aia = await issuers.aia_for(issuer)
         hash_alg = hash_for_key(signer, d.get("signature_bits"), ec_honours_bits=True)
-        cert = sign_intermediate(signer, issuer.certificate, csr, profile, hash_alg,
-                                 bool(d.get("use_pss")) and signer.key_type == "rsa",
-                                 aia if not aia.is_empty() or aia.delta_crl_distribution_points else None,
-                                 use_csr_values)
+        cert = await sign_intermediate(signer, issuer.certificate, csr, profile, hash_alg,
+                                       bool(d.get("use_pss")) and signer.key_type == "rsa",
+                                       aia if not aia.is_empty() or aia.delta_crl_distribution_points else None,
+                                       use_csr_values)
         await store_certificate(req.storage, cert)
 
         chain = await issuers.chain_pems(issuer)
@@ -464,8 +464,8 @@ def paths(ctx: PkiContext) -> list[Path]:
             hash_alg = cert.signature_hash_algorithm
             use_pss = cert.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10"
         aia = await issuers.aia_for(issuer)
-        new = resign_self_issued(signer, issuer.certificate, cert, hash_alg, use_pss,
-                                 None if aia.is_empty() else aia)
+        new = await resign_self_issued(signer, issuer.certificate, cert, hash_alg, use_pss,
+                                       None if aia.is_empty() else aia)
         return Response(data={"certificate": cert_text(new, "pem"),
                                "issuing_ca": strip_pem(issuer.certificate_pem)})
 
