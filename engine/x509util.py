@@ -178,15 +178,15 @@ def aki_from_issuer(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifie
 # ---------------------------------------------------------------------------------------------------------------
 # Subjects
 
-# Request field -> (OID, one-or-many). Vault sorts nothing: order is CN, then these in Go's pkix.Name order.
+# Request field -> OID, in the order Go's pkix.Name marshals them (measured on the built-in engine's output).
 SUBJECT_LIST_FIELDS: tuple[tuple[str, x509.ObjectIdentifier], ...] = (
     ("country", NameOID.COUNTRY_NAME),
-    ("organization", NameOID.ORGANIZATION_NAME),
-    ("ou", NameOID.ORGANIZATIONAL_UNIT_NAME),
-    ("locality", NameOID.LOCALITY_NAME),
     ("province", NameOID.STATE_OR_PROVINCE_NAME),
+    ("locality", NameOID.LOCALITY_NAME),
     ("street_address", NameOID.STREET_ADDRESS),
     ("postal_code", NameOID.POSTAL_CODE),
+    ("organization", NameOID.ORGANIZATION_NAME),
+    ("ou", NameOID.ORGANIZATIONAL_UNIT_NAME),
 )
 
 
@@ -194,9 +194,11 @@ def build_subject(common_name: str = "", *, country: Sequence[str] = (), organiz
                   ou: Sequence[str] = (), locality: Sequence[str] = (), province: Sequence[str] = (),
                   street_address: Sequence[str] = (), postal_code: Sequence[str] = (), serial_number: str = "",
                   user_ids: Sequence[str] = ()) -> x509.Name:
-    """A subject DN in the attribute order Go's pkix.Name marshals (C, O, OU, L, ST, street, postalCode, serial, CN).
+    """A subject DN in the attribute order Go's pkix.Name marshals: C, ST, L, street, postalCode, O, OU, CN,
+    serialNumber, then UIDs (0.9.2342.19200300.100.1.1).
 
-    Each attribute is its own RDN, as Go writes them; UIDs (0.9.2342.19200300.100.1.1) come last.
+    Go puts all values of one field into one multi-valued RDN, which RFC 5280 linters reject (an RDN may not
+    repeat an attribute type); each value here is its own RDN, in the given order (documented difference).
     """
     rdns: list[x509.RelativeDistinguishedName] = []
     values = {"country": country, "organization": organization, "ou": ou, "locality": locality,
@@ -205,10 +207,10 @@ def build_subject(common_name: str = "", *, country: Sequence[str] = (), organiz
         for v in values[name]:
             if v:
                 rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(oid, v)]))
-    if serial_number:
-        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number)]))
     if common_name:
         rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+    if serial_number:
+        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number)]))
     for uid in user_ids:
         if uid:
             rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.USER_ID, uid)]))
