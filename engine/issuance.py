@@ -464,7 +464,9 @@ async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_re
             serial_number=names.serial_number, user_ids=names.user_ids)
     profile = LeafProfile(
         subject=subject, public_key=public_key, not_before=validity.not_before, not_after=validity.not_after,
-        sans=names.general_names(), key_usages=role_key_usages(role), ext_key_usages=role_ext_key_usages(role),
+        # sign-verbatim: the CSR's own SAN extension (copied with the others) is the only SAN; the built-in does
+        # not copy the CSR's CN into a SAN there.
+        sans=[] if mode == "verbatim" else names.general_names(), key_usages=role_key_usages(role), ext_key_usages=role_ext_key_usages(role),
         policies=policies, basic_constraints=role.basic_constraints_valid_for_non_ca,
         verbatim_extensions=verbatim_exts)
     cert = await build_leaf(profile, issuer.certificate, signer,
