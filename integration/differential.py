@@ -372,14 +372,15 @@ def subject_runs(name: x509.Name) -> tuple[tuple[str, frozenset[str]], ...]:
     return tuple((oid, frozenset(values)) for oid, values in runs)
 
 
-def expected_profile(builtin: dict[str, Any], cn: str, explicit_dns: frozenset[str]) -> dict[str, Any]:
-    """The built-in's profile turned into ours by the deliberate differences."""
+def expected_profile(builtin: dict[str, Any], cn: str, explicit_dns: frozenset[str],
+                     leaf: bool = True) -> dict[str, Any]:
+    """The built-in's profile turned into ours by the deliberate differences (key usages: leaves only)."""
     exp = dict(builtin)
     # Go writes all values of one subject field into one multi-valued RDN (pkilint: duplicate attribute types in
     # an RDN); we write one RDN per value, same order of fields.
     exp["single_valued_rdns"] = True
     key_type = builtin["key"][0]
-    exp["key_usage"] = expected_key_usage(builtin["key_usage"], key_type)
+    exp["key_usage"] = expected_key_usage(builtin["key_usage"], key_type) if leaf else builtin["key_usage"]
     exp["key_usage_critical"] = builtin["key_usage_critical"] if exp["key_usage"] is not None else None
     exp["sans"] = expected_sans(builtin["sans"], cn, explicit_dns)
     if builtin["eku"] is not None:
