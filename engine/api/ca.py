@@ -175,10 +175,17 @@ async def plan_key(ctx: PkiContext, req: Request, d: FieldData, mode: str) -> Ke
         raise UserError('must specify "external_key_ref" on "kms"-typed generation requests')
     if mode != "kms" and ext_ref:
         raise UserError(f'cannot specify "external_key_ref" on "{mode}"-typed generation requests')
+    if mode != "kms":
+        # Otherwise the request would quietly get a local key (and `exported` would return it) instead of the
+        # token key it names.
+        for arg in ("managed_key_name", "managed_key_id"):
+            if arg in d.schema and (d.get(arg) or "").strip():
+                raise UserError(f'cannot specify "{arg}" on "{mode}"-typed generation requests; use the "kms" type')
     plan = KeyPlan(mode=mode)
     keys = ctx.keys(req.storage)
     plan.key_name = await ca_ops.requested_key_name(d, keys)
     if mode in ("internal", "exported"):
+        # These modes always make a fresh local key (key_ref is not read), so `exported` never returns a token key.
         plan.key_type, plan.key_bits = normalize_key_params(d.get("key_type"), d.get("key_bits"))
         return plan
     if d.has("key_type") or d.has("key_bits"):
@@ -221,6 +228,10 @@ async def materialize_key(plan: KeyPlan) -> None:
         plan.signer = LocalSigningKey(plan.private_key)
     elif plan.new_record is not None and plan.key_name and not plan.new_record.name:
         plan.new_record.name = plan.key_name
+    record = plan.new_record or plan.existing
+    if plan.mode == "exported" and (plan.private_key is None or record is None or record.managed_key):
+        # Checked before anything is stored: a key held in a token is never returned.
+        raise UserError("managed keys cannot be exported")
 
 
 async def store_key(ctx: PkiContext, req: Request, plan: KeyPlan) -> tuple[KeyRecord, bool]:

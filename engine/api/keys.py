@@ -8,6 +8,7 @@ from typing import Any
 
 from engine import ca_ops
 from engine.context import PkiContext
+from engine.hsm.service import managed_key_fields
 from engine.keys import KeyRecord
 from engine.signing import generate_private_key, normalize_key_params
 from engine.x509util import colon_hex, key_type_name, pem_blocks, private_key_to_pem, subject_key_id, strip_pem
@@ -42,10 +43,11 @@ def paths(ctx: PkiContext) -> list[Path]:
 
     async def read_key(req: Request, d: FieldData) -> Response:
         rec = await ctx.keys(req.storage).resolve(req.match["key_ref"])
-        return Response(data={
-            "key_id": rec.id, "key_name": rec.name, "key_type": _reported_type(rec),
-            "subject_key_id": colon_hex(subject_key_id(rec.public_key())),
-        })
+        data: dict[str, Any] = {"key_id": rec.id, "key_name": rec.name, "key_type": _reported_type(rec)}
+        # As Vault: only managed keys carry managed_key_id/managed_key_name (Terraform's key resource reads both).
+        data.update(managed_key_fields(rec))
+        data["subject_key_id"] = colon_hex(subject_key_id(rec.public_key()))
+        return Response(data=data)
 
     async def update_key(req: Request, d: FieldData) -> Response:
         keys = ctx.keys(req.storage)
@@ -96,6 +98,10 @@ def paths(ctx: PkiContext) -> list[Path]:
         if kind in ("internal", "exported"):
             if ext_ref:
                 raise UserError('cannot specify "external_key_ref" on non-kms typed key generation request')
+            for arg in ("managed_key_name", "managed_key_id"):
+                if (d.get(arg) or "").strip():
+                    raise UserError(f'cannot specify "{arg}" on non-kms typed key generation request; use '
+                                    "keys/generate/kms")
             try:
                 key_type, key_bits = normalize_key_params(d.get("key_type"), d.get("key_bits"))
             except UserError as exc:
