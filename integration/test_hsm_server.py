@@ -144,3 +144,42 @@ def test_hsm_hierarchy_through_the_server(hsm_bao: BaoServer, softhsm: SoftHsm, 
     assert "Response verify OK" in text and ": revoked" in text, text
     _lint(lint_dir, "lint_ocsp_response", ocsp_resp.content)
 
+
+
+def _listed(bao: BaoServer, path: str) -> list[str]:
+    resp = bao.http("LIST", path)
+    return sorted(resp.json()["data"]["keys"]) if resp.status_code == 200 else []
+
+
+def test_key_read_and_local_types_refusing_managed_keys(hsm_bao: BaoServer, softhsm: SoftHsm) -> None:  # noqa: F811
+    bao = hsm_bao
+    token = softhsm.new_token(pin=PIN)
+    mount = _mount(bao)
+    _managed_key(bao, softhsm, mount, "mk", token, "mk", "ec")
+    uuid = bao.http("GET", f"{mount}/managed-keys/mk").json()["data"]["uuid"]
+
+    # What Terraform's vault_pki_secret_backend_key reads back.
+    key = _write(bao, f"{mount}/keys/generate/kms", {"managed_key_name": "mk", "key_name": "tf-key"})
+    read = bao.http("GET", f"{mount}/key/{key['key_id']}").json()["data"]
+    assert (read["key_name"], read["key_type"]) == ("tf-key", "ec")
+    assert (read["managed_key_name"], read["managed_key_id"]) == ("mk", uuid)
+    local = _write(bao, f"{mount}/keys/generate/internal", {"key_type": "ec"})
+    plain = bao.http("GET", f"{mount}/key/{local['key_id']}").json()["data"]
+    assert "managed_key_name" not in plain and "managed_key_id" not in plain
+
+    keys_before, issuers_before = _listed(bao, f"{mount}/keys"), _listed(bao, f"{mount}/issuers")
+    for path, body in [
+        ("root/generate/exported", {"managed_key_name": "mk"}),
+        ("root/generate/internal", {"managed_key_id": uuid}),
+        ("intermediate/generate/exported", {"managed_key_name": "mk"}),
+        ("keys/generate/exported", {"managed_key_name": "mk"}),
+        ("keys/generate/internal", {"managed_key_id": uuid}),
+        ("root/generate/existing", {"managed_key_name": "mk", "key_ref": key["key_id"]}),
+    ]:
+        resp = bao.http("POST", f"{mount}/{path}", json={"common_name": "x", "key_type": "ec", **body})
+        assert resp.status_code == 400, f"{path}: {resp.status_code} {resp.text}"
+        arg = next(a for a in ("managed_key_name", "managed_key_id") if a in body)
+        assert f'cannot specify "{arg}"' in resp.json()["errors"][0], resp.text
+        assert "private_key" not in resp.text
+    assert _listed(bao, f"{mount}/keys") == keys_before
+    assert _listed(bao, f"{mount}/issuers") == issuers_before
