@@ -1,7 +1,7 @@
 """`HsmSigningKey`: the engine's `SigningKey` for a key that lives in a PKCS#11 token.
 
-Every method blocks on the token (it takes a pooled session and the module lock); async callers should use
-the `a*` variants or run the sync ones in a thread. Each signature the token returns is checked against the
+Every method blocks on the token (it takes a pooled session and the module lock); async callers go through
+`engine.signing.sign_*`, which use the `a*` variants for keys marked `blocking`. Each signature the token returns is checked against the
 public key recorded when the issuer was made, so a token whose key was swapped under the same label yields a
 clear error instead of certificates nobody can verify.
 """
