@@ -42,8 +42,9 @@ def test_kill_9_then_next_request_succeeds_and_data_survives(bao: BaoServer, mou
         os.kill(pid, signal.SIGKILL)
     assert _wait_for(lambda: not set(pids) & set(bao.plugin_pids()))
     # The server relaunches a plugin once its process monitor has seen the exit; a request racing that
-    # (measured: under 50 ms after the process is reaped) gets one 500 from the server itself.
-    time.sleep(0.2)
+    # (measured: under 50 ms after the process is reaped on an idle machine, longer under load) gets one
+    # 500 from the server itself, whatever the plugin.
+    time.sleep(1.0)
     again = bao.http("GET", f"{m}/cert/{serial}")
     assert again.status_code == 200, again.text
     assert "BEGIN CERTIFICATE" in again.json()["data"]["certificate"]

@@ -29,6 +29,8 @@ from proto import (
 log = logging.getLogger("python-pki.host")
 
 BackendFactory = Callable[[], Backend]
+RESOLVE_PATH = Operation.RESOLVE_PATH.value
+_EMPTY_REPLY = backend_pb2.HandleRequestReply()
 
 
 @dataclass
@@ -109,6 +111,11 @@ class BackendService(backend_grpc.BackendBase):
 
     async def HandleRequest(self, stream) -> None:  # noqa: N802
         args = await stream.recv_message()
+        if args.request.operation == RESOLVE_PATH:
+            # Sent ahead of every client request; an empty reply keeps the path as sent. Answered before
+            # any parsing because it doubles the request count.
+            await stream.send_message(_EMPTY_REPLY)
+            return
         inst = self._mount(stream)
         req = translate.request_from_pb(args.request, inst.storage, inst.system)
         if req is None:
