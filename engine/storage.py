@@ -15,6 +15,10 @@ class StorageError(Exception):
     """The backing store failed (distinct from "not found", which is None)."""
 
 
+class PagingUnsupported(StorageError):
+    """The server has no paged list (Vault; OpenBao has ListPage): callers list the prefix whole instead."""
+
+
 class Storage(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def put(self, key: str, value: bytes, seal_wrap: bool = False) -> None: ...
@@ -49,6 +53,11 @@ class InMemoryStorage:
     async def list(self, prefix: str) -> list[str]:
         return list_children(self.entries.keys(), prefix)
 
+    async def list_page(self, prefix: str, after: str, limit: int) -> list[str]:
+        """At most `limit` children of `prefix` sorting after `after` (OpenBao's ListPage)."""
+        children = [k for k in list_children(self.entries.keys(), prefix) if k > after]
+        return children[:limit] if limit > 0 else children
+
     def snapshot(self) -> dict[str, bytes]:
         """A copy of everything stored, for "storage unchanged" assertions."""
         return {k: e.value for k, e in self.entries.items()}
@@ -72,6 +81,28 @@ async def get_json(storage: Storage, key: str) -> Any | None:
 
 async def put_json(storage: Storage, key: str, value: Any, seal_wrap: bool = False) -> None:
     await storage.put(key, json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), seal_wrap)
+
+
+async def list_pages(storage: Storage, prefix: str, page: int) -> AsyncIterator[list[str]]:
+    """The children of a prefix, `page` at a time, paged by the store when it can (so a 100k-entry prefix is never
+    held at once), else listed whole once and handed out in slices. Safe to delete keys already handed out."""
+    lister = getattr(storage, "list_page", None)
+    after = ""
+    if lister is not None:
+        try:
+            while True:
+                keys = await lister(prefix, after, page)
+                if keys:
+                    yield keys
+                    after = keys[-1]
+                if len(keys) < page:
+                    return
+        except PagingUnsupported:
+            if after:
+                raise
+    keys = await storage.list(prefix)
+    for i in range(0, len(keys), page):
+        yield keys[i:i + page]
 
 
 async def walk(storage: Storage, prefix: str) -> AsyncIterator[str]:

@@ -1,8 +1,9 @@
 """Tidy: prune expired certificates, revocation records and issuers, as a background task, one at a time.
 
-The stores are walked in pages of keys; values are fetched a page at a time and dropped, so memory stays flat
-however many certificates the mount holds. Cancellation is checked between items; `pause_duration` sleeps
-between items. Auto-tidy's schedule lives in storage so a restarted plugin keeps the interval.
+The stores are walked in pages of keys (paged by the server when it offers ListPage); values are fetched a page
+at a time, with a bounded number of storage calls in flight, and dropped, so memory stays flat however many
+certificates the mount holds. Cancellation is checked between items; `pause_duration` sleeps between items.
+Auto-tidy's schedule lives in storage so a restarted plugin keeps the interval.
 """
 from __future__ import annotations
 
@@ -18,9 +19,16 @@ from typing import TYPE_CHECKING, Any, Callable
 from cryptography import x509
 
 from engine import crl as crlmod
-from engine.revocation import CERTS_PREFIX, REVOKED_PREFIX, WAL_PREFIX, RevocationRecord, find_signing_issuer
+from engine.revocation import (
+    CERTS_PREFIX,
+    REVOKED_PREFIX,
+    WAL_PREFIX,
+    WAL_RESERVED,
+    RevocationRecord,
+    find_signing_issuer,
+)
 from engine.revocation_index import gather_limited, hyphen_to_int
-from engine.storage import Storage, get_json, put_json
+from engine.storage import Storage, get_json, list_pages, put_json
 from engine.x509util import rfc3339_nano
 from plugin.framework.fields import parse_duration
 
@@ -35,6 +43,7 @@ UUID_KEY = "config/tidy-backend-uuid"
 LEGACY_BUNDLE = "config/ca_bundle"
 LEGACY_BUNDLE_BACKUP = "config/ca_bundle.bak"
 PAGE = 256
+FORGET_BATCH = 8192     # serials dropped from the CRL index per index save, so the list of them stays small
 
 FLAGS = ("tidy_cert_store", "tidy_revoked_certs", "tidy_invalid_certs", "tidy_revoked_cert_issuer_associations",
          "tidy_expired_issuers", "tidy_move_legacy_ca_bundle", "tidy_acme")
@@ -184,9 +193,12 @@ class Tidy:
     status: TidyStatus
     cancelled: Callable[[], bool]
 
+    def __post_init__(self) -> None:
+        self._pause = parse_duration(self.params.pause_duration)
+
     async def run(self) -> None:
         p = self.params
-        if p.tidy_cert_store or p.tidy_revoked_certs or p.tidy_invalid_certs:
+        if p.tidy_cert_store or p.tidy_invalid_certs:
             await self._cert_store()
         if p.tidy_revoked_certs or p.tidy_revoked_cert_issuer_associations:
             await self._revoked()
@@ -198,22 +210,23 @@ class Tidy:
     async def _step(self) -> None:
         if self.cancelled():
             raise _Cancelled()
-        pause = parse_duration(self.params.pause_duration)
-        if pause:
-            await asyncio.sleep(pause)
+        if self._pause:
+            await asyncio.sleep(self._pause)
 
     async def _pages(self, prefix: str) -> Any:
-        keys = [k for k in await self.storage.list(prefix) if not k.endswith("/")]
-        for i in range(0, len(keys), PAGE):
-            page = keys[i:i + PAGE]
-            values = await gather_limited([self.storage.get(prefix + k) for k in page])
-            yield list(zip(page, values))
+        async for listed in list_pages(self.storage, prefix, PAGE):
+            keys = [k for k in listed if not k.endswith("/")]
+            values = await gather_limited([self.storage.get(prefix + k) for k in keys])
+            yield list(zip(keys, values))
 
     async def _cert_store(self) -> None:
         now = time.time()
         p = self.params
+        # Which buffer applies depends on whether the certificate is revoked: only worth a read when they differ.
+        lookup = p.safety_buffer != p.revoked_safety_buffer
         async for page in self._pages(CERTS_PREFIX):
             expired: list[tuple[str, float]] = []
+            doomed: list[str] = []
             for key, der in page:
                 await self._step()
                 if der is None:
@@ -222,16 +235,16 @@ class Tidy:
                     not_after = x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
                 except ValueError:
                     if p.tidy_invalid_certs:
-                        await self.storage.delete(CERTS_PREFIX + key)
-                        self.status.cert_store_deleted_count += 1
+                        doomed.append(key)
                     continue
-                if now > not_after + min(p.safety_buffer, p.revoked_safety_buffer):
+                if p.tidy_cert_store and now > not_after + min(p.safety_buffer, p.revoked_safety_buffer):
                     expired.append((key, not_after))
-            revoked = await gather_limited([self.storage.get(REVOKED_PREFIX + k) for k, _ in expired])
-            doomed = []
+            if lookup:
+                revoked = await gather_limited([self.storage.get(REVOKED_PREFIX + k) for k, _ in expired])
+            else:
+                revoked = [None] * len(expired)
             for (key, not_after), rec in zip(expired, revoked):
-                buffer = p.revoked_safety_buffer if rec is not None else p.safety_buffer
-                if now > not_after + buffer and (rec is None or p.tidy_cert_store or p.tidy_revoked_certs):
+                if now > not_after + (p.revoked_safety_buffer if rec is not None else p.safety_buffer):
                     doomed.append(key)
             await gather_limited([self.storage.delete(CERTS_PREFIX + k) for k in doomed])
             self.status.cert_store_deleted_count += len(doomed)
@@ -241,7 +254,16 @@ class Tidy:
         p = self.params
         issuers = self.ctx.issuers(self.storage)
         known = {r.id for r in await issuers.all()}
+        wal = (await crlmod.runtime(self.ctx).crl_config(self.storage)).enable_delta or await _any_wal(self.storage)
         removed: list[int] = []
+        forgot = False
+
+        async def drop(key: str) -> None:
+            # Record last: if we die midway the record is still there and the next tidy finishes the job.
+            await asyncio.gather(self.storage.delete(CERTS_PREFIX + key),
+                                 *([self.storage.delete(WAL_PREFIX + key)] if wal else []))
+            await self.storage.delete(REVOKED_PREFIX + key)
+
         async for page in self._pages(REVOKED_PREFIX):
             doomed: list[str] = []
             for key, raw in page:
@@ -261,17 +283,17 @@ class Tidy:
                         await put_json(self.storage, REVOKED_PREFIX + key, rec.to_json())
                 if p.tidy_revoked_certs and now > cert.not_valid_after_utc.timestamp() + p.revoked_safety_buffer:
                     doomed.append(key)
-            for key in doomed:
-                # Record last: if we die midway the record is still there and the next tidy finishes the job.
-                await self.storage.delete(CERTS_PREFIX + key)
-                await self.storage.delete(WAL_PREFIX + key)
-                await self.storage.delete(REVOKED_PREFIX + key)
-                serial = hyphen_to_int(key)
-                if serial is not None:
-                    removed.append(serial)
+            await gather_limited([drop(k) for k in doomed])
+            removed.extend(s for s in map(hyphen_to_int, doomed) if s is not None)
             self.status.revoked_cert_deleted_count += len(doomed)
+            if len(removed) >= FORGET_BATCH:
+                await _forget_in_crl_index(self.storage, self.ctx, removed)
+                removed, forgot = [], True
         if removed:
-            await _drop_from_crls(self.storage, self.ctx, removed)
+            await _forget_in_crl_index(self.storage, self.ctx, removed)
+            forgot = True
+        if forgot and not (await crlmod.runtime(self.ctx).crl_config(self.storage)).auto_rebuild:
+            await crlmod.request_rebuild(self.storage, self.ctx)
 
     async def _expired_issuers(self) -> None:
         issuers = self.ctx.issuers(self.storage)
@@ -304,7 +326,7 @@ class _StorageRequest:
     storage: Storage
 
 
-async def _drop_from_crls(storage: Storage, ctx: "PkiContext", serials: list[int]) -> None:
+async def _forget_in_crl_index(storage: Storage, ctx: "PkiContext", serials: list[int]) -> None:
     rt = crlmod.runtime(ctx)
     index = await rt.ensure_index(storage)
     async with rt.build_lock:
@@ -312,9 +334,14 @@ async def _drop_from_crls(storage: Storage, ctx: "PkiContext", serials: list[int
             index.remove(serial)
             rt.pending.entries.pop(serial, None)
         await index.save(storage)
-    cfg = await rt.crl_config(storage)
-    if not cfg.auto_rebuild:
-        await crlmod.request_rebuild(storage, ctx)
+
+
+async def _any_wal(storage: Storage) -> bool:
+    """Whether any delta WAL pointer exists (they are only written while delta CRLs are on, but may outlive that)."""
+    async for keys in list_pages(storage, WAL_PREFIX, 64):
+        if any(k not in WAL_RESERVED and not k.endswith("/") for k in keys):
+            return True
+    return False
 
 
 def runner(ctx: "PkiContext") -> TidyRunner:

@@ -7,8 +7,10 @@ from typing import Any, Awaitable, Callable
 
 from google.protobuf.json_format import MessageToDict
 from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 
-from engine.storage import StorageError
+from engine.storage import PagingUnsupported, StorageError
 from proto import backend_grpc, backend_pb2
 
 ChannelSource = Callable[[], Awaitable[Channel]]
@@ -39,6 +41,7 @@ class GrpcStorage:
     def __init__(self, channel: LazyChannel) -> None:
         self._channel = channel
         self._stub: backend_grpc.StorageStub | None = None
+        self._paging = True    # until the server says it has no ListPage (Vault)
 
     async def _s(self) -> backend_grpc.StorageStub:
         if self._stub is None:
@@ -64,6 +67,21 @@ class GrpcStorage:
 
     async def list(self, prefix: str) -> list[str]:
         reply = await (await self._s()).List(backend_pb2.StorageListArgs(prefix=prefix))
+        if reply.err:
+            raise StorageError(reply.err)
+        return list(reply.keys)
+
+    async def list_page(self, prefix: str, after: str, limit: int) -> list[str]:
+        if not self._paging:
+            raise PagingUnsupported("the server's storage has no ListPage")
+        try:
+            reply = await (await self._s()).ListPage(
+                backend_pb2.StorageListPageArgs(prefix=prefix, after=after, limit=limit))
+        except GRPCError as exc:
+            if exc.status != Status.UNIMPLEMENTED:
+                raise
+            self._paging = False
+            raise PagingUnsupported("the server's storage has no ListPage") from None
         if reply.err:
             raise StorageError(reply.err)
         return list(reply.keys)

@@ -1,0 +1,89 @@
+"""GrpcStorage's paged listing against a Storage service with ListPage (OpenBao) and without it (Vault)."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+
+from engine.storage import InMemoryStorage, PagingUnsupported, list_pages
+from plugin.host.clients import GrpcStorage, LazyChannel
+from proto import backend_grpc, backend_pb2
+
+
+class FakeStorageService(backend_grpc.StorageBase):
+    """Just enough of pb.Storage: List, ListPage and Put over an InMemoryStorage; the rest is never called.
+    Without paging, ListPage answers UNIMPLEMENTED as a Vault server does."""
+
+    def __init__(self, paging: bool) -> None:
+        self.store = InMemoryStorage()
+        self.paging = paging
+        self.list_calls = 0
+
+    async def List(self, stream) -> None:  # noqa: N802
+        args = await stream.recv_message()
+        self.list_calls += 1
+        await stream.send_message(backend_pb2.StorageListReply(keys=await self.store.list(args.prefix)))
+
+    async def ListPage(self, stream) -> None:  # noqa: N802
+        args = await stream.recv_message()
+        if not self.paging:
+            raise GRPCError(Status.UNIMPLEMENTED, "unknown method ListPage for service pb.Storage")
+        keys = await self.store.list_page(args.prefix, args.after, args.limit)
+        await stream.send_message(backend_pb2.StorageListReply(keys=keys))
+
+    async def Put(self, stream) -> None:  # noqa: N802
+        args = await stream.recv_message()
+        await self.store.put(args.entry.key, args.entry.value)
+        await stream.send_message(backend_pb2.StoragePutReply())
+
+    async def Get(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def Delete(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def IsTransactional(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def BeginReadOnlyTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def BeginTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def Commit(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def Rollback(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+
+
+def _run(tmp_path: Path, paging: bool) -> tuple[list[list[str]], int, bool]:
+    async def go() -> tuple[list[list[str]], int, bool]:
+        service = FakeStorageService(paging)
+        server = Server([service])
+        sock = str(tmp_path / f"s{int(paging)}.sock")
+        await server.start(path=sock)
+
+        async def dial() -> Channel:
+            return Channel(path=sock)
+        channel = LazyChannel(dial)
+        storage = GrpcStorage(channel)
+        try:
+            for i in range(12):
+                await storage.put(f"certs/{i:02d}", b"x")
+            pages = [keys async for keys in list_pages(storage, "certs/", 5)]
+            refused = False
+            try:
+                await storage.list_page("certs/", "", 5)
+            except PagingUnsupported:
+                refused = True
+            return pages, service.list_calls, refused
+        finally:
+            channel.close()
+            server.close()
+            await server.wait_closed()
+    return asyncio.run(go())
+
+
+def test_list_page_pages_through_the_server(tmp_path: Path) -> None:
+    pages, list_calls, refused = _run(tmp_path, paging=True)
+    assert pages == [[f"{i:02d}" for i in range(0, 5)], [f"{i:02d}" for i in range(5, 10)], ["10", "11"]]
+    assert list_calls == 0 and not refused
+
+
+def test_without_list_page_the_keys_are_listed_once(tmp_path: Path) -> None:
+    pages, list_calls, refused = _run(tmp_path, paging=False)
+    assert [k for page in pages for k in page] == [f"{i:02d}" for i in range(12)]
+    assert list_calls == 1 and refused
