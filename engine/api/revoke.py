@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from cryptography import x509
 
@@ -76,43 +76,89 @@ def _locks(ctx: "PkiContext") -> _SerialLocks:
 async def revoke_certificate(req: Request, ctx: "PkiContext", cert: x509.Certificate, der: bytes, *,
                              byoc: bool, from_lease: bool = False) -> Response | None:
     """Revoke one certificate we hold (`byoc=False`: from certs/) or one presented as PEM (`byoc=True`)."""
-    storage = req.storage
     serial = cert_serial_colon(cert)
     async with _locks(ctx).for_serial(serial):
-        existing = await read_revocation(storage, serial)
-        if existing is not None:
-            return Response(data=revocation_data(existing))
-        issuers = ctx.issuers(storage)
-        for rec in await issuers.all():
-            if rec.certificate.serial_number == cert.serial_number and rec.certificate == cert:
-                raise UserError(f"adding issuer (id: {rec.id}) to its own CRL is not allowed")
-        signer = await find_signing_issuer(issuers, cert, verify=byoc)
-        if byoc and signer is None:
-            raise UserError("certificate is not issued by any issuer in this mount; refusing to revoke it")
-        rt = crlmod.runtime(ctx)
-        cfg = await rt.crl_config(storage)
-        if cert.not_valid_after_utc.timestamp() < time.time() + EXPIRY_WIGGLE_SECONDS \
-                and not cfg.allow_expired_cert_revocation:
-            return Response(warnings=[f"certificate with serial {serial} already expired; refusing to add to CRL"])
-        if from_lease and _is_ca(cert):
-            return None   # CA certificates that once had leases are not revoked through them (built-in rule)
-        if byoc:
-            stored = await read_stored_cert(storage, serial)
-            if stored is not None and stored != der:
-                raise UserError("certificate with same serial but unequal value already present in this "
-                                "cluster's storage; refusing to revoke")
-            if stored is None:
-                await storage.put(CERTS_PREFIX + serial_storage_form(serial), der)
-        record = new_record(cert, der, signer.id if signer else "")
-        await write_revocation(storage, record, wal=cfg.enable_delta)
-        rt.pending.entries[serial_int(serial)] = (record.revocation_time, record.issuer_id)
-        if cfg.enable_delta:
-            rt.pending.wal_keys.add(serial_storage_form(serial))
-        if rt.ocsp_cache is not None:
-            rt.ocsp_cache.drop_serial(cert.serial_number)
-    resp = Response(data=revocation_data(record))
-    if not cfg.auto_rebuild:
-        for warning in await crlmod.request_rebuild(storage, ctx):
+        existing, stored = await _read_both(req, serial)
+        outcome = await _revoke_locked(req, ctx, cert, der, existing, stored, byoc=byoc, from_lease=from_lease)
+    return await _finish(req, ctx, outcome)
+
+
+async def revoke_serial(req: Request, ctx: "PkiContext", serial_text: str, *, from_lease: bool = False,
+                        check: Callable[[x509.Certificate], None] | None = None) -> Response | None:
+    """Revoke a stored certificate named by serial. The certificate and any existing revocation record are read
+    together under the serial's lock: one storage round trip where reading them in turn took two."""
+    colon = canonical_serial(serial_text)
+    if colon is None:
+        if from_lease:
+            return None
+        raise UserError(f"certificate with serial {serial_text} not found.")
+    async with _locks(ctx).for_serial(colon):
+        existing, der = await _read_both(req, colon)
+        if der is None:
+            if from_lease:
+                return None   # no_store certificates cannot be revoked through their lease, as in the built-in
+            raise UserError(f"certificate with serial {serial_text} not found.")
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise UserError(f"certificate with serial {serial_text} could not be parsed") from None
+        if check is not None:
+            check(cert)
+        outcome = await _revoke_locked(req, ctx, cert, der, existing, der, byoc=False, from_lease=from_lease)
+    return await _finish(req, ctx, outcome)
+
+
+async def _read_both(req: Request, serial: str) -> tuple[RevocationRecord | None, bytes | None]:
+    existing, stored = await asyncio.gather(read_revocation(req.storage, serial), read_stored_cert(req.storage, serial))
+    return existing, stored
+
+
+_Outcome = tuple[Response | None, bool]   # (response, whether a CRL rebuild is due now)
+
+
+async def _revoke_locked(req: Request, ctx: "PkiContext", cert: x509.Certificate, der: bytes,
+                         existing: RevocationRecord | None, stored: bytes | None, *, byoc: bool,
+                         from_lease: bool) -> _Outcome:
+    """The decision and the write; the caller holds the serial's lock and read `existing`/`stored` under it."""
+    storage = req.storage
+    serial = cert_serial_colon(cert)
+    if existing is not None:
+        return Response(data=revocation_data(existing)), False
+    issuers = ctx.issuers(storage)
+    for rec in await issuers.all():
+        if rec.certificate.serial_number == cert.serial_number and rec.certificate == cert:
+            raise UserError(f"adding issuer (id: {rec.id}) to its own CRL is not allowed")
+    signer = await find_signing_issuer(issuers, cert, verify=byoc)
+    if byoc and signer is None:
+        raise UserError("certificate is not issued by any issuer in this mount; refusing to revoke it")
+    rt = crlmod.runtime(ctx)
+    cfg = await rt.crl_config(storage)
+    if cert.not_valid_after_utc.timestamp() < time.time() + EXPIRY_WIGGLE_SECONDS \
+            and not cfg.allow_expired_cert_revocation:
+        return Response(warnings=[f"certificate with serial {serial} already expired; refusing to add to CRL"]), \
+            False
+    if from_lease and _is_ca(cert):
+        return None, False   # CA certificates that once had leases are not revoked through them (built-in rule)
+    if byoc:
+        if stored is not None and stored != der:
+            raise UserError("certificate with same serial but unequal value already present in this "
+                            "cluster's storage; refusing to revoke")
+        if stored is None:
+            await storage.put(CERTS_PREFIX + serial_storage_form(serial), der)
+    record = new_record(cert, der, signer.id if signer else "")
+    await write_revocation(storage, record, wal=cfg.enable_delta)
+    rt.pending.entries[serial_int(serial)] = (record.revocation_time, record.issuer_id)
+    if cfg.enable_delta:
+        rt.pending.wal_keys.add(serial_storage_form(serial))
+    if rt.ocsp_cache is not None:
+        rt.ocsp_cache.drop_serial(cert.serial_number)
+    return Response(data=revocation_data(record)), not cfg.auto_rebuild
+
+
+async def _finish(req: Request, ctx: "PkiContext", outcome: _Outcome) -> Response | None:
+    resp, rebuild = outcome
+    if rebuild and resp is not None:
+        for warning in await crlmod.request_rebuild(req.storage, ctx):
             resp.add_warning(warning)
     return resp
 
@@ -124,8 +170,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-async def _target(req: Request, d: FieldData) -> tuple[x509.Certificate, bytes, bool]:
-    """(certificate, DER, presented-as-PEM) from exactly one of serial_number / certificate."""
+def _target(d: FieldData) -> tuple[str, x509.Certificate | None, bytes]:
+    """(serial text, None, b"") or ("", certificate, DER) from exactly one of serial_number / certificate."""
     serial_text = (d.get("serial_number") or "").strip()
     pem = (d.get("certificate") or "").strip()
     if not serial_text and not pem:
@@ -134,15 +180,8 @@ async def _target(req: Request, d: FieldData) -> tuple[x509.Certificate, bytes, 
         raise UserError("Must provide either the certificate or the serial to revoke; not both.")
     if pem:
         cert, der = parse_certificate_pem(pem)
-        return cert, der, True
-    colon = canonical_serial(serial_text)
-    der = await read_stored_cert(req.storage, colon) if colon else None
-    if der is None:
-        raise UserError(f"certificate with serial {serial_text} not found.")
-    try:
-        return x509.load_der_x509_certificate(der), der, False
-    except ValueError:
-        raise UserError(f"certificate with serial {serial_text} could not be parsed") from None
+        return "", cert, der
+    return serial_text, None, b""
 
 
 def _check_private_key(cert: x509.Certificate, key_pem: str) -> None:
@@ -166,13 +205,18 @@ def _kind(pub: object) -> str:
 
 def paths(ctx: "PkiContext") -> list[Path]:
     async def revoke(req: Request, d: FieldData) -> Response | None:
-        cert, der, byoc = await _target(req, d)
-        return await revoke_certificate(req, ctx, cert, der, byoc=byoc)
+        serial_text, cert, der = _target(d)
+        if cert is None:
+            return await revoke_serial(req, ctx, serial_text)
+        return await revoke_certificate(req, ctx, cert, der, byoc=True)
 
     async def revoke_with_key(req: Request, d: FieldData) -> Response | None:
-        cert, der, byoc = await _target(req, d)
-        _check_private_key(cert, d.get("private_key") or "")
-        return await revoke_certificate(req, ctx, cert, der, byoc=byoc)
+        serial_text, cert, der = _target(d)
+        key_pem = d.get("private_key") or ""
+        if cert is None:
+            return await revoke_serial(req, ctx, serial_text, check=lambda c: _check_private_key(c, key_pem))
+        _check_private_key(cert, key_pem)
+        return await revoke_certificate(req, ctx, cert, der, byoc=True)
 
     async def list_revoked(req: Request, d: FieldData) -> Response | None:
         keys = sorted(k.replace("-", ":") for k in await req.storage.list(REVOKED_PREFIX) if not k.endswith("/"))
@@ -189,12 +233,7 @@ def paths(ctx: "PkiContext") -> list[Path]:
 
     async def lease_revoke(req: Request) -> Response | None:
         serial = str((req.secret.internal_data if req.secret else {}).get("serial_number") or "")
-        colon = canonical_serial(serial)
-        der = await read_stored_cert(req.storage, colon) if colon else None
-        if der is None:
-            return None   # no_store certificates cannot be revoked through their lease, as in the built-in
-        cert = x509.load_der_x509_certificate(der)
-        resp = await revoke_certificate(req, ctx, cert, der, byoc=False, from_lease=True)
+        resp = await revoke_serial(req, ctx, serial, from_lease=True)
         return None if resp is None else Response(warnings=resp.warnings)
 
     # The lease type issuance registers (internal_data secret_type "pki"): ours replaces its stub.
