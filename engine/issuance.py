@@ -5,6 +5,8 @@ the certificate (unless no_store) and its metadata are the only writes, made aft
 """
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import binascii
 import datetime as dt
@@ -426,7 +428,9 @@ async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_re
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
-    limits = Limits(default_ttl=await req.system.default_lease_ttl(), max_ttl=await req.system.max_lease_ttl(),
+    # Both come from the server on every request (a tune applies at once); ask for them together.
+    default_ttl, max_ttl = await asyncio.gather(req.system.default_lease_ttl(), req.system.max_lease_ttl())
+    limits = Limits(default_ttl=default_ttl, max_ttl=max_ttl,
                     issuer_not_after=issuer.certificate.not_valid_after_utc,
                     leaf_not_after_behavior=issuer.leaf_not_after_behavior)
     not_before, nb_given = d.get_ok("not_before") if "not_before" in d.schema else ("", False)

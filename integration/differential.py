@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from integration.harness import BaoServer, unique_name
-from plugin.host.clients import GrpcSystemView
 from integration.lint import SPIFFE_URI, WILDCARD_DNS, Exemption, lint_findings, openssl_verify
 
 LEAF_MAX_TTL = "8760h"      # the mounts' max lease TTL once the roots exist (leaf capping is tested against it)
@@ -135,9 +134,6 @@ def setup_pair(bao: BaoServer, workdir: Path) -> Pair:
         }), "config/urls")
         bao.tune_max_ttl(mount, LEAF_MAX_TTL)
         pair.roots[mount] = certs
-    # The plugin host caches the server's lease TTLs for a second (plugin/host/clients.py), so a tune reaches our
-    # issuance up to 1 s late (README, reported to the host's owner); start the cases once it has.
-    time.sleep(GrpcSystemView.TTL_CACHE_SECONDS + 0.1)
     return pair
 
 

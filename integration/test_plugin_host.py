@@ -68,3 +68,19 @@ def test_running_the_binary_by_hand_explains_itself(bao: BaoServer) -> None:
     proc = subprocess.run([str(bao.launcher_path)], capture_output=True, text=True, env=env, timeout=30)
     assert proc.returncode != 0
     assert "plugin register" in proc.stderr
+
+
+def test_a_tune_binds_the_very_next_issue(bao: BaoServer, mounts) -> None:
+    """The mount's max lease TTL is a security limit: no caching may let a request slip past a fresh tune."""
+    m = mounts.ours
+    bao.tune_max_ttl(m, "87600h")
+    bao.cli("write", f"{m}/root/generate/internal", "common_name=tune.example.com", "key_type=ec", "ttl=87600h")
+    # No role max_ttl: a role's max_ttl replaces the mount's limit (in the built-in engine too).
+    bao.cli("write", f"{m}/roles/r", "allow_any_name=true", "key_type=ec")
+    for limit_hours in (5, 2, 7):
+        bao.tune_max_ttl(m, f"{limit_hours}h")
+        before = time.time()
+        resp = bao.http("POST", f"{m}/issue/r", json={"common_name": "a.example.com", "ttl": "100h"})
+        assert resp.status_code == 200, resp.text
+        lifetime = resp.json()["data"]["expiration"] - before
+        assert abs(lifetime - limit_hours * 3600) < 5, (limit_hours, lifetime)

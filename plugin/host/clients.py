@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, Awaitable, Callable
 
 from google.protobuf.json_format import MessageToDict
@@ -88,36 +87,22 @@ class GrpcStorage:
 
 
 class GrpcSystemView:
-    """pb.SystemView. TTLs are cached for a second: issuance asks for them on every request."""
-
-    TTL_CACHE_SECONDS = 1.0
+    """pb.SystemView. Lease TTLs are asked for every time: a `secrets tune` must bind the very next issue."""
 
     def __init__(self, channel: LazyChannel) -> None:
         self._channel = channel
         self._stub: backend_grpc.SystemViewStub | None = None
-        self._ttls: dict[str, tuple[float, int]] = {}
 
     async def _s(self) -> backend_grpc.SystemViewStub:
         if self._stub is None:
             self._stub = backend_grpc.SystemViewStub(await self._channel.get())
         return self._stub
 
-    async def _ttl(self, which: str) -> int:
-        cached = self._ttls.get(which)
-        now = time.monotonic()
-        if cached and now - cached[0] < self.TTL_CACHE_SECONDS:
-            return cached[1]
-        stub = await self._s()
-        reply = await getattr(stub, which)(backend_pb2.Empty())
-        seconds = reply.TTL // 1_000_000_000
-        self._ttls[which] = (now, seconds)
-        return seconds
-
     async def default_lease_ttl(self) -> int:
-        return await self._ttl("DefaultLeaseTTL")
+        return (await (await self._s()).DefaultLeaseTTL(backend_pb2.Empty())).TTL // 1_000_000_000
 
     async def max_lease_ttl(self) -> int:
-        return await self._ttl("MaxLeaseTTL")
+        return (await (await self._s()).MaxLeaseTTL(backend_pb2.Empty())).TTL // 1_000_000_000
 
     async def entity_info(self, entity_id: str) -> dict[str, Any] | None:
         reply = await (await self._s()).EntityInfo(backend_pb2.EntityInfoArgs(entity_id=entity_id))
