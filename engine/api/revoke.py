@@ -78,7 +78,7 @@ async def revoke_certificate(req: Request, ctx: "PkiContext", cert: x509.Certifi
     """Revoke one certificate we hold (`byoc=False`: from certs/) or one presented as PEM (`byoc=True`)."""
     serial = cert_serial_colon(cert)
     async with _locks(ctx).for_serial(serial):
-        existing, stored = await _read_both(req, serial)
+        existing, stored = await _read_both(req, ctx, serial)
         outcome = await _revoke_locked(req, ctx, cert, der, existing, stored, byoc=byoc, from_lease=from_lease)
     return await _finish(req, ctx, outcome)
 
@@ -93,7 +93,7 @@ async def revoke_serial(req: Request, ctx: "PkiContext", serial_text: str, *, fr
             return None
         raise UserError(f"certificate with serial {serial_text} not found.")
     async with _locks(ctx).for_serial(colon):
-        existing, der = await _read_both(req, colon)
+        existing, der = await _read_both(req, ctx, colon)
         if der is None:
             if from_lease:
                 return None   # no_store certificates cannot be revoked through their lease, as in the built-in
@@ -108,7 +108,17 @@ async def revoke_serial(req: Request, ctx: "PkiContext", serial_text: str, *, fr
     return await _finish(req, ctx, outcome)
 
 
-async def _read_both(req: Request, serial: str) -> tuple[RevocationRecord | None, bytes | None]:
+async def _read_both(req: Request, ctx: "PkiContext", serial: str) -> tuple[RevocationRecord | None, bytes | None]:
+    """(existing revocation record, stored certificate), read together. When the revocation index is loaded it
+    answers "not revoked" without a storage read: index + pending hold every `revoked/` key this process has seen
+    (reconciled with storage when the index is loaded), and only this process writes them. "Revoked" still reads
+    the record, for its times."""
+    rt = crlmod.runtime(ctx)
+    index = rt.index
+    if index is not None:
+        number = serial_int(serial)
+        if number not in index and number not in rt.pending.entries:
+            return None, await read_stored_cert(req.storage, serial)
     existing, stored = await asyncio.gather(read_revocation(req.storage, serial), read_stored_cert(req.storage, serial))
     return existing, stored
 
