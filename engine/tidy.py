@@ -195,6 +195,7 @@ class Tidy:
 
     def __post_init__(self) -> None:
         self._pause = parse_duration(self.params.pause_duration)
+        self._cert_pass_time: float | None = None   # `now` of this run's cert-store pass, when it ran
 
     async def run(self) -> None:
         p = self.params
@@ -222,6 +223,8 @@ class Tidy:
     async def _cert_store(self) -> None:
         now = time.time()
         p = self.params
+        if p.tidy_cert_store:
+            self._cert_pass_time = now
         # Which buffer applies depends on whether the certificate is revoked: only worth a read when they differ.
         lookup = p.safety_buffer != p.revoked_safety_buffer
         async for page in self._pages(CERTS_PREFIX):
@@ -258,14 +261,14 @@ class Tidy:
         removed: list[int] = []
         forgot = False
 
-        async def drop(key: str) -> None:
+        async def drop(key: str, cert_gone: bool) -> None:
             # Record last: if we die midway the record is still there and the next tidy finishes the job.
-            await asyncio.gather(self.storage.delete(CERTS_PREFIX + key),
+            await asyncio.gather(*([] if cert_gone else [self.storage.delete(CERTS_PREFIX + key)]),
                                  *([self.storage.delete(WAL_PREFIX + key)] if wal else []))
             await self.storage.delete(REVOKED_PREFIX + key)
 
         async for page in self._pages(REVOKED_PREFIX):
-            doomed: list[str] = []
+            doomed: list[tuple[str, bool]] = []
             for key, raw in page:
                 await self._step()
                 if raw is None:
@@ -281,10 +284,15 @@ class Tidy:
                     else:
                         rec.issuer_id = signer.id
                         await put_json(self.storage, REVOKED_PREFIX + key, rec.to_json())
-                if p.tidy_revoked_certs and now > cert.not_valid_after_utc.timestamp() + p.revoked_safety_buffer:
-                    doomed.append(key)
-            await gather_limited([drop(k) for k in doomed])
-            removed.extend(s for s in map(hyphen_to_int, doomed) if s is not None)
+                not_after = cert.not_valid_after_utc.timestamp()
+                if p.tidy_revoked_certs and now > not_after + p.revoked_safety_buffer:
+                    # This run's cert-store pass already deleted certs/ for what had expired by its start: one
+                    # storage call per record saved.
+                    swept = self._cert_pass_time
+                    gone = swept is not None and swept > not_after + p.revoked_safety_buffer
+                    doomed.append((key, gone))
+            await gather_limited([drop(k, gone) for k, gone in doomed])
+            removed.extend(s for s in (hyphen_to_int(k) for k, _ in doomed) if s is not None)
             self.status.revoked_cert_deleted_count += len(doomed)
             if len(removed) >= FORGET_BATCH:
                 await _forget_in_crl_index(self.storage, self.ctx, removed)
