@@ -28,7 +28,7 @@ from integration.harness import BaoServer, pids_with_cmdline
 from tests.external_ca.flows import TERMINAL, assert_chains_to_root, san_values
 from tests.external_ca.pebble import Pebble
 
-pytestmark = [pytest.mark.acme, pytest.mark.slow]
+pytestmark = pytest.mark.acme
 
 EXTERNAL_CA_ARG = "--backend=external-ca"
 
