@@ -10,33 +10,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from engine.roles import Role, parse_rfc3339
+from engine.x509util import go_duration, rfc3339_nano  # noqa: F401 - re-exported for callers of validity
 from plugin.framework import UserError
 
 DEFAULT_BACKDATE = 30
-
-
-def go_duration(seconds: int) -> str:
-    """Go's time.Duration.String() for whole seconds ("768h0m0s", "1m30s", "45s", "0s")."""
-    if seconds == 0:
-        return "0s"
-    sign = "-" if seconds < 0 else ""
-    s = abs(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h:
-        return f"{sign}{h}h{m}m{sec}s"
-    if m:
-        return f"{sign}{m}m{sec}s"
-    return f"{sign}{sec}s"
-
-
-def rfc3339_nano(t: dt.datetime) -> str:
-    """Go's RFC3339Nano in UTC: fractional seconds with trailing zeros dropped."""
-    t = t.astimezone(dt.timezone.utc)
-    base = t.strftime("%Y-%m-%dT%H:%M:%S")
-    if t.microsecond:
-        base += "." + f"{t.microsecond:06d}".rstrip("0")
-    return base + "Z"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine import certstore, metadata
-from engine.api.roles import paginate
+from plugin.framework import paginate
 from engine.context import PkiContext
 from plugin.framework import Field, FieldData, FieldType, Operation, Path, Request, Response, list_response, \
     raw_response

@@ -19,7 +19,7 @@ from engine.urls import AiaUrls, read_cluster, read_global, render
 from engine.x509util import key_type_name
 from plugin.framework import (
     CodedError, Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response,
-    name_regex, raw_response,
+    name_regex, paginate, raw_response,
 )
 
 S, B, CSV, I = FieldType.STRING, FieldType.BOOL, FieldType.COMMA_STRING_SLICE, FieldType.INT
@@ -192,13 +192,7 @@ def paths(ctx: PkiContext) -> list[Path]:
 
     async def list_issuers(req: Request, d: FieldData) -> Response | None:
         issuers = ctx.issuers(req.storage)
-        ids = await issuers.list()
-        after = d.get("after") or ""
-        limit = d.get("limit") or 0
-        if after:
-            ids = [i for i in ids if i > after]
-        if limit > 0:
-            ids = ids[:limit]
+        ids = paginate(await issuers.list(), d.get("after") or "", d.get("limit") or 0)
         default = await issuers.default_id()
         info: dict[str, Any] = {}
         for issuer_id in ids:

@@ -14,6 +14,7 @@ from engine.signing import generate_private_key, normalize_key_params
 from engine.x509util import colon_hex, key_type_name, pem_blocks, private_key_to_pem, subject_key_id, strip_pem
 from plugin.framework import (
     Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response, name_regex,
+    paginate,
 )
 from plugin.framework.fields import NAME_RE
 
@@ -24,13 +25,7 @@ def paths(ctx: PkiContext) -> list[Path]:
 
     async def list_keys(req: Request, d: FieldData) -> Response | None:
         keys = ctx.keys(req.storage)
-        ids = await keys.list()
-        after = d.get("after") or ""
-        limit = d.get("limit") or 0
-        if after:
-            ids = [i for i in ids if i > after]
-        if limit > 0:
-            ids = ids[:limit]
+        ids = paginate(await keys.list(), d.get("after") or "", d.get("limit") or 0)
         default = await keys.default_id()
         info: dict[str, Any] = {}
         for key_id in ids:

@@ -5,6 +5,7 @@ from engine.context import PkiContext
 from engine.roles import ROLE_FIELDS, RoleCache, build_role
 from plugin.framework import (
     Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response, name_regex,
+    paginate,
 )
 
 CACHE_KEY = "roles"
@@ -27,14 +28,6 @@ async def _issuer_warning(ctx: PkiContext, req: Request, ref: str) -> list[str]:
         return ["Issuing Certificate was set to default, but no default issuing certificate (configurable at "
                 "/config/issuers) is currently set"]
     return [f"Issuing Certificate was set to {ref} but no issuing certificate currently has that name"]
-
-
-def paginate(keys: list[str], after: str, limit: int) -> list[str]:
-    """OpenBao's `after`/`limit` on LISTs: keys sorted, strictly after `after`, at most `limit` (<=0: all)."""
-    keys = sorted(keys)
-    if after:
-        keys = [k for k in keys if k > after]
-    return keys[:limit] if limit > 0 else keys
 
 
 def paths(ctx: PkiContext) -> list[Path]:

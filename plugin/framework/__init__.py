@@ -21,6 +21,7 @@ from plugin.framework.request import (
     SystemView,
     error_response,
     list_response,
+    paginate,
     raw_response,
 )
 
@@ -29,5 +30,5 @@ __all__ = [
     "PermissionDeniedError", "UnsupportedOperationError", "UnsupportedPathError", "UserError", "VaultError",
     "Field", "FieldData", "FieldType", "OperationSpec", "Path", "any_regex", "name_regex", "Operation",
     "Request", "Response", "Secret", "StaticSystemView", "SystemView", "error_response", "list_response",
-    "raw_response",
+    "paginate", "raw_response",
 ]

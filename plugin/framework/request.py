@@ -127,6 +127,14 @@ def raw_response(body: bytes, content_type: str, status: int = 200,
     return Response(data=data)
 
 
+def paginate(keys: list[str], after: str, limit: int) -> list[str]:
+    """OpenBao's `after`/`limit` on LISTs: keys sorted, strictly after `after`, at most `limit` (<=0: all)."""
+    keys = sorted(keys)
+    if after:
+        keys = [k for k in keys if k > after]
+    return keys[:limit] if limit > 0 else keys
+
+
 def list_response(keys: list[str], key_info: dict[str, Any] | None = None) -> Response:
     data: dict[str, Any] = {"keys": keys}
     if key_info is not None:
