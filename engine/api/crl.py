@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 from engine import crl as crlmod
 from engine.issuers import IssuerRecord
+from engine.revocation import REVOKED_PREFIX
 from plugin.framework import (
     CodedError,
     Field,
@@ -144,6 +145,10 @@ def paths(ctx: "PkiContext") -> list[Path]:
             rt.config = None
         elif key.startswith(crlmod.CRL_PREFIX):
             rt.crl_cache.clear()
+        elif key.startswith(REVOKED_PREFIX):
+            # Someone else wrote a revocation: reload (and reconcile) the index before trusting it to answer
+            # "not revoked" (engine.api.revoke).
+            rt.index = None
 
     ctx.periodic_hooks.append(periodic)
     ctx.issuer_change_hooks.append(issuers_changed)

@@ -27,3 +27,16 @@ def test_repeat_revoke_returns_the_original_record_wherever_it_is_known() -> Non
         assert fresh["state"] == "revoked"
         assert (await restarted.read(f"cert/{certs[2]}")).data["revocation_time"] == fresh["revocation_time"]
     asyncio.run(go())
+
+
+def test_a_revocation_written_elsewhere_is_found_after_its_invalidation() -> None:
+    async def go() -> None:
+        m = AsyncMount()
+        await m.setup_ca()
+        await m.write("config/crl", auto_rebuild=True)
+        serial = (await m.issue())["serial_number"]
+        other = AsyncMount(backend=build_backend(), storage=m.storage)   # another node's process, same store
+        first = await other.ok("revoke", serial_number=serial)
+        m.backend.invalidate("revoked/" + serial.replace(":", "-"))
+        assert await m.ok("revoke", serial_number=serial) == first
+    asyncio.run(go())
