@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from multiprocessing import forkserver, resource_tracker
+from typing import Any, Callable, Iterator, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -43,8 +47,66 @@ def executor() -> Executor:
                 ctx = multiprocessing.get_context(method)
                 if method == "forkserver":
                     ctx.set_forkserver_preload(["engine.workers"])
-                _executor = ProcessPoolExecutor(max_workers=_pool_size(), mp_context=ctx)
+                    with _stdio_detached():
+                        # Started here, not lazily, so that they inherit /dev/null rather than our stdio.
+                        resource_tracker.ensure_running()
+                        forkserver.ensure_running()
+                _executor = ProcessPoolExecutor(max_workers=_pool_size(), mp_context=ctx,
+                                                initializer=_worker_init, initargs=(os.getpid(),))
         return _executor
+
+
+@contextlib.contextmanager
+def _stdio_detached() -> Iterator[None]:
+    """Processes started inside get /dev/null as stdout/stderr.
+
+    The plugin's stdout and stderr are pipes to the server, and the server only sees the plugin exit once
+    every holder of those pipes has closed them. Pool processes outliving a killed plugin kept the server
+    from noticing the crash, so it never relaunched the plugin.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = (os.dup(1), os.dup(2))
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+OWNER_POLL_SECONDS = 1.0
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _worker_init(owner: int) -> None:
+    """Detach from our stdio and exit once the process that owns the pool is gone.
+
+    After a SIGKILL of the plugin nothing else ends the pool: each worker waits on its task queue, and
+    the forkserver only exits when every worker has closed the pipe it watches.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+    def watch() -> None:
+        while _owner_alive(owner):
+            time.sleep(OWNER_POLL_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="pool-owner-watch", daemon=True).start()
 
 
 async def run(fn: Callable[..., T], *args: Any) -> T:
