@@ -42,6 +42,7 @@ from plugin.framework import (
     SecretType,
     UserError,
     list_response,
+    paginate,
     name_regex,
 )
 
@@ -229,13 +230,8 @@ def paths(ctx: "PkiContext") -> list[Path]:
         return await revoke_certificate(req, ctx, cert, der, byoc=True)
 
     async def list_revoked(req: Request, d: FieldData) -> Response | None:
-        keys = sorted(k.replace("-", ":") for k in await req.storage.list(REVOKED_PREFIX) if not k.endswith("/"))
-        after = d.get("after") or ""
-        if after:
-            keys = [k for k in keys if k > after]
-        limit = d.get("limit") or 0
-        if limit > 0:
-            keys = keys[:limit]
+        keys = paginate([k.replace("-", ":") for k in await req.storage.list(REVOKED_PREFIX) if not k.endswith("/")],
+                        d.get("after") or "", d.get("limit") or 0)
         return list_response(keys) if keys else None
 
     async def revoke_issuer(req: Request, d: FieldData) -> Response | None:
