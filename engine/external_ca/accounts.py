@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from engine.external_ca import acme_client, keys
 from engine.external_ca.acme_client import AcmeFailed, RetryLater
@@ -87,9 +88,21 @@ class Accounts:
                               allowed_values=keys.ACCOUNT_KEY_TYPES),
             "force": Field(FieldType.BOOL, "Rotate even when orders are waiting on challenges."),
         }
+        import_fields = {
+            "name": Field(FieldType.STRING),
+            "account_key": Field(FieldType.STRING, "PEM private key of the already-registered account."),
+            "directory_url": Field(FieldType.STRING, "ACME directory URL of the CA."),
+            "account_url": Field(FieldType.STRING, "Account URL (the JWS kid) the key is expected to control; "
+                                                   "optional, checked against the CA's answer when given."),
+            "trusted_ca": fields["trusted_ca"],
+            "key_max_age": fields["key_max_age"],
+        }
         return [
             Path("config/acme-account/?$", {}, {Operation.LIST: self.list},
                  synopsis="List ACME accounts."),
+            Path(f"config/acme-account/{name}/import", import_fields,
+                 {Operation.UPDATE: self.import_account, Operation.CREATE: self.import_account},
+                 synopsis="Import an account already registered at the CA (its key and directory)."),
             Path(f"config/acme-account/{name}/rotate-key", rotate_fields, {Operation.UPDATE: self.rotate},
                  synopsis="Replace the account key (RFC 8555 key change)."),
             Path(f"config/acme-account/{name}", fields,
@@ -184,6 +197,50 @@ class Accounts:
         await req.storage.put(account_key_path(name, 0), keys.to_pem(key).encode(), seal_wrap=True)
         await save_account(req.storage, rec)
         return Response(data=account_data(rec))
+
+    async def import_account(self, req: Request, d: FieldData) -> Response:
+        name = d.get("name")
+        url = d.get("directory_url").strip()
+        if not url:
+            raise UserError("missing directory_url")
+        validate_directory_url(url)
+        pem = d.get("account_key").strip()
+        if not pem:
+            raise UserError("missing account_key: the PEM private key of the ACME account")
+        try:
+            key = keys.from_pem(pem + "\n")
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            # Never echo the submitted text: it is key material.
+            raise UserError("account_key must be an unencrypted PEM EC or RSA private key") from None
+        key_type = _key_type_of(key)
+        if key_type not in keys.ACCOUNT_KEY_TYPES:
+            raise UserError(f"account_key is {key_type}: must be one of {', '.join(keys.ACCOUNT_KEY_TYPES)}")
+        expected_url = d.get("account_url").strip()
+        trusted = d.get("trusted_ca")
+        validate_trusted_ca(trusted)
+        async with self.rt.account_locks[name]:
+            if await load_account(req.storage, name) is not None:
+                raise UserError(f"ACME account {name!r} already exists; delete it first to import another")
+            try:
+                found = await self.rt.blocking(acme_client.existing_account, url, key, self.rt.verify_for(trusted))
+            except (AcmeFailed, RetryLater) as exc:
+                raise UserError(f"could not look the account up at the ACME server: {exc.message}") from None
+            if found is None:
+                raise UserError("the ACME server knows no account for this account_key")
+            if expected_url and found.url != expected_url:
+                raise UserError(f"account_key controls account {found.url}, not {expected_url}")
+            if found.status != "valid":
+                raise UserError(f"the account at the ACME server is {found.status or 'in an unknown state'}, "
+                                f"not valid")
+            now = rfc3339(self.rt.now())
+            rec = AccountRecord(
+                name=name, directory_url=url, email_contacts=found.contacts, account_url=found.url,
+                active_key_version=0, account_keys={"0": KeyVersion(key_type, 0, now)},
+                creation_date=now, last_updated_date=now, trusted_ca=trusted, key_max_age=d.get("key_max_age"))
+            # Re-encoded, so what is stored is exactly the parsed key (PKCS#8), whatever form it arrived in.
+            await req.storage.put(account_key_path(name, 0), keys.to_pem(key).encode(), seal_wrap=True)
+            await save_account(req.storage, rec)
+            return Response(data=account_data(rec))
 
     async def delete(self, req: Request, d: FieldData) -> Response | None:
         name = d.get("name")
@@ -320,5 +377,6 @@ class Accounts:
 
 def _key_type_of(key: keys.PrivateKey) -> str:
     if keys.private_key_type(key) == "EC":
-        return {"secp256r1": "ec-256", "secp384r1": "ec-384", "secp521r1": "ec-521"}[key.curve.name]  # type: ignore[union-attr]
+        curve = key.curve.name  # type: ignore[union-attr]
+        return {"secp256r1": "ec-256", "secp384r1": "ec-384", "secp521r1": "ec-521"}.get(curve, f"ec-{curve}")
     return f"rsa-{key.key_size}"

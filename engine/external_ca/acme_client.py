@@ -208,6 +208,30 @@ def find_account(directory_url: str, key: PrivateKey, verify: bool | str) -> str
         raise classify(exc, conn.net) from None
 
 
+@dataclass
+class ExistingAccount:
+    url: str
+    contacts: list[str]
+    status: str
+
+
+def existing_account(directory_url: str, key: PrivateKey, verify: bool | str) -> ExistingAccount | None:
+    """The account this key controls, read back with the key as `kid` (so the CA itself confirms the pairing).
+
+    None when the CA knows no account for the key.
+    """
+    url = find_account(directory_url, key, verify)
+    if not url:
+        return None
+    conn = connect(directory_url, key, url, verify)
+    try:
+        body = conn.post_as_get(url).json()
+    except Exception as exc:  # noqa: BLE001
+        raise classify(exc, conn.net) from None
+    contacts = [str(c).removeprefix("mailto:") for c in body.get("contact") or []]
+    return ExistingAccount(url=url, contacts=contacts, status=str(body.get("status", "")))
+
+
 def _guard(conn: Conn, fn: Any, *args: Any) -> Any:
     with conn.lock:
         try:

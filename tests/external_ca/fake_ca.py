@@ -33,6 +33,11 @@ def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
+def _pub(key: Any) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 @dataclass
 class FakeCA:
     now: Any
@@ -41,6 +46,8 @@ class FakeCA:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     authzs: dict[str, dict[str, Any]] = field(default_factory=dict)
     revoked: list[int] = field(default_factory=list)
+    # public key DER -> (account URL, contacts, status), as registered here
+    accounts: dict[bytes, tuple[str, list[str], str]] = field(default_factory=dict)
     reuse_valid: bool = False
     processing_polls: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -59,7 +66,8 @@ class FakeCA:
 
     def install(self, monkeypatch: Any) -> None:
         for name in ("connect", "register", "find_account", "deactivate", "key_change", "create_order",
-                     "fetch_order", "fetch_authz", "answer", "finalize", "download", "revoke", "renewal_info"):
+                     "fetch_order", "fetch_authz", "answer", "finalize", "download", "revoke", "renewal_info",
+                     "existing_account"):
             monkeypatch.setattr(acme_client, name, getattr(self, name))
 
     # --- the acme_client surface --------------------------------------------------------------------
@@ -70,7 +78,14 @@ class FakeCA:
 
     def register(self, directory_url: str, key: Any, contacts: list[str], kid: str, hmac: str, verify: Any) -> str:
         self._enter("register")
-        return f"https://ca.test/acct/{next(self._ids)}"
+        url = f"https://ca.test/acct/{next(self._ids)}"
+        self.accounts[_pub(key)] = (url, list(contacts), "valid")
+        return url
+
+    def existing_account(self, directory_url: str, key: Any, verify: Any) -> acme_client.ExistingAccount | None:
+        self._enter("existing_account")
+        found = self.accounts.get(_pub(key))
+        return None if found is None else acme_client.ExistingAccount(*found)
 
     def find_account(self, directory_url: str, key: Any, verify: Any) -> str | None:
         self._enter("find_account")
