@@ -52,9 +52,10 @@ def test_tidy_of_thousands_of_expired_certs_finishes_and_removes_them_all(bao: B
     serials = [r.json()["data"]["serial_number"] for r in issued]
     expirations = [r.json()["data"]["expiration"] for r in issued]
     revoked = serials[::REVOKED_EVERY]
-    assert all(r.status_code == 200 for r in _parallel(bao, [("POST", f"{m}/revoke", {"serial_number": s})
-                                                              for s in revoked]))
-    assert time.time() < min(expirations), "issuing and revoking took longer than the certificates live"
+    # An expired certificate cannot be revoked (400), so all-200 also shows every revoke beat its expiry.
+    statuses = [r.status_code for r in _parallel(bao, [("POST", f"{m}/revoke", {"serial_number": s})
+                                                       for s in revoked])]
+    assert statuses == [200] * len(revoked), "some revokes failed (too slow to beat the certificates' expiry?)"
     # Live certificates (one of them revoked) that tidy must leave alone.
     live = [bao.http("POST", f"{m}/issue/long", json={"common_name": "b.example.com"}).json()["data"]["serial_number"]
             for _ in range(3)]

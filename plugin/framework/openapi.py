@@ -192,26 +192,22 @@ def _path_item(backend: "Backend", path: Path, oapi_path: str, prefix: str) -> d
                 "schema": {"type": "string", "enum": ["true"]}, "required": Operation.READ not in ops,
             }]
         item["get"] = get
+    properties = {n: _schema(f) for n, f in body_fields.items()}
+
+    def with_body(op: Operation, verb: str, content_type: str) -> dict[str, Any]:
+        return {
+            "summary": path.summary_for(op),
+            "operationId": _op_id(prefix, verb, oapi_path),
+            "tags": ["secrets"],
+            "requestBody": {"required": True, "content": {content_type: {"schema": {
+                "type": "object", "properties": properties}}}},
+            "responses": {"200": {"description": "OK"}},
+        }
+
     if Operation.UPDATE in ops or Operation.CREATE in ops:
-        item["post"] = {
-            "summary": path.summary_for(Operation.UPDATE),
-            "operationId": _op_id(prefix, "write", oapi_path),
-            "tags": ["secrets"],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {n: _schema(f) for n, f in body_fields.items()},
-            }}}},
-            "responses": {"200": {"description": "OK"}},
-        }
+        item["post"] = with_body(Operation.UPDATE, "write", "application/json")
     if Operation.PATCH in ops:
-        item["patch"] = {
-            "summary": path.summary_for(Operation.PATCH),
-            "operationId": _op_id(prefix, "patch", oapi_path),
-            "tags": ["secrets"],
-            "requestBody": {"required": True, "content": {"application/merge-patch+json": {"schema": {
-                "type": "object", "properties": {n: _schema(f) for n, f in body_fields.items()},
-            }}}},
-            "responses": {"200": {"description": "OK"}},
-        }
+        item["patch"] = with_body(Operation.PATCH, "patch", "application/merge-patch+json")
     if Operation.DELETE in ops:
         item["delete"] = {
             "summary": path.summary_for(Operation.DELETE),

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from engine.backend import build_backend
 from engine.storage import InMemoryStorage
-from plugin.framework import Backend, Operation, Request, StaticSystemView
+from plugin.framework import Backend, Operation, Outcome, Request, StaticSystemView
 
 LINTER = FsPath(sys.executable).parent / "lint_pkix_cert"
 YEAR = 365 * 86400
@@ -29,6 +29,24 @@ class Reply:
     def error(self) -> str:
         return (self.data or {}).get("error", "")
 
+    @property
+    def body(self) -> bytes:
+        return (self.data or {}).get("http_raw_body", b"")
+
+
+def reply_of(op: Operation, out: Outcome) -> Reply:
+    """The HTTP status and body the server would make of a backend's outcome."""
+    if out.error is not None:
+        return Reply(out.error.status, {"error": out.error.message})
+    resp = out.response
+    if resp is None:
+        return Reply(204 if op not in (Operation.READ, Operation.LIST) else 404, None)
+    if resp.is_error:
+        return Reply(400, resp.data, resp.warnings)
+    if resp.data and "http_status_code" in resp.data:
+        return Reply(resp.data["http_status_code"], resp.data, resp.warnings)
+    return Reply(200, resp.data, resp.warnings)
+
 
 @dataclass
 class Mount:
@@ -39,17 +57,7 @@ class Mount:
 
     def call(self, op: Operation, path: str, data: dict[str, Any] | None = None) -> Reply:
         req = Request(operation=op, path=path, storage=self.storage, system=self.system, data=data or {})
-        out = asyncio.run(self.backend.handle(req))
-        if out.error is not None:
-            return Reply(out.error.status, {"error": out.error.message})
-        resp = out.response
-        if resp is None:
-            return Reply(204 if op not in (Operation.READ, Operation.LIST) else 404, None)
-        if resp.is_error:
-            return Reply(400, resp.data, resp.warnings)
-        if resp.data and "http_status_code" in resp.data:
-            return Reply(resp.data["http_status_code"], resp.data, resp.warnings)
-        return Reply(200, resp.data, resp.warnings)
+        return reply_of(op, asyncio.run(self.backend.handle(req)))
 
     def write(self, path: str, /, **data: Any) -> Reply:
         return self.call(Operation.UPDATE, path, data)

@@ -15,25 +15,11 @@ from cryptography.x509.oid import NameOID
 
 from engine.backend import build_backend
 from engine.storage import InMemoryStorage
+from ca_helpers import Reply, reply_of  # noqa: F401 - Reply is re-exported for the tests
 from plugin.framework import Backend, Operation, Request, StaticSystemView
 
 BIN = FsPath(sys.executable).parent
 YEAR = 365 * 86400
-
-
-@dataclass
-class Reply:
-    status: int
-    data: dict[str, Any] | None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def error(self) -> str:
-        return (self.data or {}).get("error", "")
-
-    @property
-    def body(self) -> bytes:
-        return (self.data or {}).get("http_raw_body", b"")
 
 
 @dataclass
@@ -44,17 +30,7 @@ class AsyncMount:
 
     async def call(self, op: Operation, path: str, data: dict[str, Any] | None = None) -> Reply:
         req = Request(operation=op, path=path, storage=self.storage, system=self.system, data=data or {})
-        out = await self.backend.handle(req)
-        if out.error is not None:
-            return Reply(out.error.status, {"error": out.error.message})
-        resp = out.response
-        if resp is None:
-            return Reply(204 if op not in (Operation.READ, Operation.LIST) else 404, None)
-        if resp.is_error:
-            return Reply(400, resp.data, resp.warnings)
-        if resp.data and "http_status_code" in resp.data:
-            return Reply(resp.data["http_status_code"], resp.data, resp.warnings)
-        return Reply(200, resp.data, resp.warnings)
+        return reply_of(op, await self.backend.handle(req))
 
     async def write(self, path: str, **data: Any) -> Reply:
         return await self.call(Operation.UPDATE, path, data)
