@@ -59,8 +59,12 @@ class BackendService(backend_grpc.BackendBase):
         self._life = life
         self._mounts: dict[str, MountInstance] = {}
 
+    @staticmethod
+    def _mux_id(stream) -> str:
+        return stream.metadata.get("multiplex_id", "") if stream.metadata else ""
+
     def _mount(self, stream) -> MountInstance:
-        key = stream.metadata.get("multiplex_id", "") if stream.metadata else ""
+        key = self._mux_id(stream)
         inst = self._mounts.get(key)
         if inst is None and not key and len(self._mounts) == 1:
             inst = next(iter(self._mounts.values()))
@@ -70,7 +74,7 @@ class BackendService(backend_grpc.BackendBase):
 
     async def Setup(self, stream) -> None:  # noqa: N802
         args = await stream.recv_message()
-        key = stream.metadata.get("multiplex_id", "") if stream.metadata else ""
+        key = self._mux_id(stream)
         try:
             backend = self._factory()
         except Exception as exc:  # noqa: BLE001 - reported to the server as a setup error
@@ -148,7 +152,7 @@ class BackendService(backend_grpc.BackendBase):
 
     async def Cleanup(self, stream) -> None:  # noqa: N802
         await stream.recv_message()
-        key = stream.metadata.get("multiplex_id", "") if stream.metadata else ""
+        key = self._mux_id(stream)
         inst = self._mounts.pop(key, None)
         if inst is not None:
             try:
