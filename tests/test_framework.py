@@ -82,6 +82,24 @@ def test_unknown_fields_warned_sorted():
     assert out.response.warnings == ["Endpoint ignored these unrecognized parameters: [aa zz]"]
 
 
+def test_body_value_replaced_by_path_capture_is_warned():
+    out = run(make_backend().handle(req(Operation.UPDATE, "roles/web", {"name": "other", "zz": 1})))
+    assert out.response.data["name"] == "web"
+    assert out.response.warnings == [
+        "Endpoint ignored these unrecognized parameters: [zz]",
+        "Endpoint replaced the value of these parameters with the values captured from the endpoint's path: [name]",
+    ]
+
+
+def test_no_response_gets_no_warnings():
+    async def nothing(req, d):
+        return None
+
+    backend = Backend([Path("quiet", {}, {Operation.UPDATE: nothing})], help="t")
+    out = run(backend.handle(req(Operation.UPDATE, "quiet", {"zz": 1})))
+    assert out.response is None and out.error is None
+
+
 def test_field_validation_is_a_user_error():
     out = run(make_backend().handle(req(Operation.UPDATE, "roles/web", {"ttl": "abc"})))
     assert out.response.data["error"].startswith("Field validation failed: error converting input abc")

@@ -121,10 +121,16 @@ class Backend:
             return error_response(f"Field validation failed: {exc}")
         req.match = captures
         resp = await handler(req, fields)
+        if resp is None:
+            # Vault warns only on a response object: a 204 stays a 204.
+            return None
         unknown = [] if path.takes_raw_body else [k for k in fields.unknown() if k not in captures]
         if unknown:
-            resp = resp or Response()
             resp.add_warning(f"Endpoint ignored these unrecognized parameters: [{' '.join(unknown)}]")
+        replaced = sorted(k for k in captures if (req.data or {}).get(k) is not None)
+        if replaced:
+            resp.add_warning("Endpoint replaced the value of these parameters with the values captured from the "
+                             f"endpoint's path: [{' '.join(replaced)}]")
         return resp
 
     async def existence_check(self, req: Request) -> tuple[bool, bool]:
