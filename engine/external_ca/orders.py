@@ -11,7 +11,7 @@ from cryptography.x509.oid import NameOID
 
 from engine.external_ca import acme_client, keys, matching
 from engine.external_ca.acme_client import AcmeFailed, RetryLater
-from engine.external_ca.common import ZERO_TIME, colon_hex, normalize_serial, rfc3339
+from engine.external_ca.common import ZERO_TIME, colon_hex, normalize_serial, parse_rfc3339, rfc3339
 from engine.external_ca.records import (
     OrderRecord, OrderStatus, RoleRecord, list_order_ids, load_account, load_order, load_role, order_key_path,
     save_order, serial_path,
@@ -139,7 +139,22 @@ class Orders:
                  {Operation.READ: self.lookup_cert}, synopsis="Find an order by certificate serial."),
             Path(f"lookup/order/{ORDER_ID}", {"order_id": Field(FieldType.STRING)},
                  {Operation.READ: self.lookup_order}, synopsis="Order state by id."),
+            Path("lookup/orders/recent/?", {
+                "within": Field(FieldType.DURATION, "How far back to look (orders created or updated since).",
+                                default="1h", query=True),
+            }, {Operation.LIST: self.lookup_recent}, synopsis="Orders created or updated recently."),
             Path("lookup/orders/?", {}, {Operation.LIST: self.lookup_orders}, synopsis="All order ids."),
+            Path(f"{role}/cached", {
+                "name": Field(FieldType.STRING, "Role name."),
+                "identifiers": Field(FieldType.COMMA_STRING_SLICE, "The exact identifier set of the certificate.",
+                                     query=True),
+                "min_validity_duration": Field(FieldType.DURATION, "Least remaining validity.", query=True),
+                "min_validity_percentage": Field(FieldType.INT, "Least remaining share of the validity period "
+                                                                "(0-100).", query=True),
+                "certificate_format": Field(FieldType.STRING, "pem, der or pem_bundle.", default="pem",
+                                            query=True, allowed_values=FORMATS),
+            }, {Operation.READ: self.cached},
+                 synopsis="The newest still-valid certificate and key this role issued for an identifier set."),
         ]
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -438,6 +453,72 @@ class Orders:
         ids = await list_order_ids(req.storage)
         return list_response(ids) if ids else None
 
+    async def lookup_recent(self, req: Request, d: FieldData) -> Response | None:
+        within = d.get("within")
+        if within <= 0:
+            raise UserError("within must be a positive duration, e.g. 1h")
+        cutoff = rfc3339(self.rt.now() - dt.timedelta(seconds=within))
+        found: list[OrderRecord] = []
+        for oid in await list_order_ids(req.storage):
+            rec = await load_order(req.storage, oid)
+            # RFC 3339 UTC strings of one fixed width compare in time order.
+            if rec is not None and max(rec.last_update, rec.creation_date) >= cutoff:
+                found.append(rec)
+        if not found:
+            return None
+        found.sort(key=lambda r: (r.creation_date, r.order_id), reverse=True)
+        return list_response([r.order_id for r in found], {r.order_id: {
+            "creation_date": r.creation_date, "identifiers": list(r.identifiers), "last_update": r.last_update,
+            "order_status": r.status.value, "role_name": r.role_name,
+        } for r in found})
+
+    async def cached(self, req: Request, d: FieldData) -> Response | None:
+        role = await self._role(req, d)
+        raw = d.get("identifiers")
+        if not raw:
+            raise UserError("identifiers is required")
+        try:
+            idents = dedupe([matching.parse_identifier(i) for i in raw])
+        except matching.IdentifierError as exc:
+            raise UserError(str(exc)) from None
+        min_duration, has_duration = d.get_ok("min_validity_duration")
+        min_pct, has_pct = d.get_ok("min_validity_percentage")
+        if has_duration == has_pct:
+            raise UserError("exactly one of min_validity_duration or min_validity_percentage is required")
+        if has_duration and min_duration < 0:
+            raise UserError("min_validity_duration must not be negative")
+        if has_pct and not 0 <= min_pct <= 100:
+            raise UserError("min_validity_percentage must be between 0 and 100")
+        fmt = d.get("certificate_format")
+        if fmt not in FORMATS:
+            raise UserError(f"invalid certificate_format {fmt!r}: use pem, der or pem_bundle")
+        # The answer holds a private key: the caller must be allowed to order these names right now
+        # (identity-templated roles differ per entity).
+        policy = await self._policy(req, role)
+        refused = [i.value for i in idents
+                   if not matching.identifier_allowed(i, policy, role.allowed_domain_options, role.allowed_ip_ranges)]
+        if refused:
+            raise UserError(f"identifiers not allowed by role {role.name}: {', '.join(refused)}")
+        wanted = sorted(i.value for i in idents)
+        now = self.rt.now()
+        best: OrderRecord | None = None
+        for oid in await list_order_ids(req.storage):
+            rec = await load_order(req.storage, oid)
+            if rec is None or rec.role_name != role.name or rec.status is not OrderStatus.COMPLETED \
+                    or not rec.identifier_workflow or sorted(rec.identifiers) != wanted:
+                continue
+            if not _valid_enough(rec, now, min_duration if has_duration else None, min_pct if has_pct else None):
+                continue
+            if best is None or (rec.not_after, rec.creation_date) > (best.not_after, best.creation_date):
+                best = rec
+        if best is None:
+            return None
+        data = await self._cert_data(req, best, fmt)
+        if "private_key" not in data:
+            return None   # the generated key is gone: the certificate alone is no use to the caller
+        data["order_id"] = best.order_id
+        return Response(data=data)
+
     # --- ARI-guided renewal (periodic) -------------------------------------------------------------
 
     async def ari_check(self, req: Request, rec: OrderRecord, all_orders: list[OrderRecord]) -> None:
@@ -473,3 +554,14 @@ class Orders:
                     else:
                         rec.replaced_by = existing.order_id
             await save_order(req.storage, rec)
+
+
+def _valid_enough(rec: OrderRecord, now: dt.datetime, min_seconds: int | None, min_pct: int | None) -> bool:
+    start, end = parse_rfc3339(rec.not_before), parse_rfc3339(rec.not_after)
+    if start is None or end is None or end <= now:
+        return False
+    left = (end - now).total_seconds()
+    if min_seconds is not None:
+        return left >= min_seconds
+    total = (end - start).total_seconds()
+    return total > 0 and left * 100 >= (min_pct or 0) * total

@@ -49,3 +49,27 @@ def test_import_an_account_registered_elsewhere_and_order_with_it(pebble):
         cert = await flows.complete(c, pebble, "imp", oid)
         flows.assert_chains_to_root(cert, pebble.root_pem())
     run(go())
+
+
+def test_cached_and_recent_after_a_real_order(pebble):
+    async def go():
+        c = Client(build_backend())
+        await flows.account(c, pebble)
+        await flows.role(c, "cache", allowed_domains="cache.example.com", allowed_domain_options="bare_domains,subdomains")
+        q = {"identifiers": "a.cache.example.com,cache.example.com", "min_validity_percentage": 50}
+        st, _ = await c.read("role/cache/cached", q)
+        assert st == 404
+        oid = await flows.new_order(c, "cache", identifiers="cache.example.com,a.cache.example.com")
+        cert = await flows.complete(c, pebble, "cache", oid)
+        st, body = await c.read("role/cache/cached", q)
+        assert st == 200 and body["data"]["order_id"] == oid
+        assert body["data"]["certificate"] == cert["certificate"] and body["data"]["private_key"] == cert["private_key"]
+        leaf = flows.assert_chains_to_root(body["data"], pebble.root_pem())
+        key = serialization.load_pem_private_key(body["data"]["private_key"].encode(), None)
+        assert key.public_key().public_numbers() == leaf.public_key().public_numbers()
+        st, body = await c.read("role/cache/cached", {**q, "min_validity_percentage": 100})
+        assert st == 404     # some of the validity period has passed
+        st, recent = await c.list("lookup/orders/recent")
+        assert st == 200 and recent["data"]["keys"] == [oid]
+        assert recent["data"]["key_info"][oid]["order_status"] == "completed"
+    run(go())
