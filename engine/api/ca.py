@@ -496,7 +496,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         warnings = ["DELETE /root deletes all keys and issuers; prefer the new DELETE /key/:key_ref and DELETE "
                     "/issuer/:issuer_ref for finer granularity, unless removal of all keys and issuers is desired."]
         warnings += await ctx.issuers_changed(req)
-        return Response(data={}, warnings=warnings)
+        return Response(data=None, warnings=warnings)
 
     gen = "(?P<exported>\\w(([\\w.-]+)?\\w)?)"
     root_f = root_fields()

@@ -302,8 +302,9 @@ def paths(ctx: PkiContext) -> list[Path]:
         issuers = ctx.issuers(req.storage)
         ref = req.match["issuer_ref"]
         issuer = await issuers.find(ref)
+        # The built-in answers 200 with `"data": null`, whether or not the issuer existed.
         if issuer is None:
-            return Response(data={})
+            return Response(data=None)
         warnings: list[str] = []
         if issuer.name:
             warnings += await deref_warnings(req.storage, issuer.name)
@@ -324,7 +325,7 @@ def paths(ctx: PkiContext) -> list[Path]:
                             "configured.")
             warnings += await deref_warnings(req.storage, "default")
         warnings += await ctx.issuers_changed(req)
-        return Response(data={}, warnings=warnings)
+        return Response(data=None, warnings=warnings)
 
     async def import_handler(req: Request, d: FieldData) -> Response:
         keys_allowed = req.path.endswith("bundle") or req.path == "config/ca"
