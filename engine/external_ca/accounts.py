@@ -11,11 +11,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from engine.external_ca import acme_client, keys
+from engine.external_ca import acme_client, keys, order_index
 from engine.external_ca.acme_client import AcmeFailed, RetryLater
 from engine.external_ca.common import ACCOUNT_PREFIX, parse_rfc3339, rfc3339
 from engine.external_ca.records import (
-    CHALLENGE_STATES, AccountRecord, KeyVersion, account_key_path, list_order_ids, load_account, load_order,
+    CHALLENGE_STATES, AccountRecord, KeyVersion, account_key_path, load_account,
     load_role, save_account,
 )
 from engine.external_ca.runtime import Runtime
@@ -273,12 +273,9 @@ class Accounts:
         return out
 
     async def _orders_waiting(self, storage: Storage, account: str) -> list[str]:
-        out = []
-        for oid in await list_order_ids(storage):
-            rec = await load_order(storage, oid)
-            if rec is not None and rec.account_name == account and rec.status in CHALLENGE_STATES:
-                out.append(oid)
-        return out
+        await self.rt.index.ensure(storage)
+        return [r.order_id for r in await order_index.all_active(storage)
+                if r.account_name == account and r.status in CHALLENGE_STATES]
 
     async def rotate(self, req: Request, d: FieldData) -> Response:
         name = d.get("name")

@@ -6,7 +6,9 @@ import logging
 from engine.external_ca.accounts import Accounts
 from engine.external_ca.common import SEAL_WRAPPED_PREFIXES, Clock
 from engine.external_ca.orders import Orders
-from engine.external_ca.records import OrderRecord, list_order_ids, load_order
+from engine.external_ca import order_index
+from engine.external_ca.common import ROLE_PREFIX
+from engine.external_ca.records import OrderRecord, load_role
 from engine.external_ca.roles import Roles
 from engine.external_ca.runtime import Runtime
 from engine.external_ca.worker import Worker, is_due, is_expired
@@ -29,20 +31,31 @@ def build_backend(clock: Clock | None = None) -> Backend:
 
     async def periodic(req: Request) -> None:
         await accounts.auto_rotate(req.storage)
-        records: list[OrderRecord] = []
-        for oid in await list_order_ids(req.storage):
-            rec = await load_order(req.storage, oid)
-            if rec is not None:
-                records.append(rec)
+        await rt.index.ensure(req.storage)
         now = rt.now()
-        for rec in records:
+        # Finished orders matter only under roles that renew by ARI. Like the active list, they are read
+        # before any order moves, so an order that completes during this run is checked on the next one.
+        ari_orders: list[list[OrderRecord]] = []
+        for role_name in [k for k in await req.storage.list(ROLE_PREFIX) if not k.endswith("/")]:
+            role = await load_role(req.storage, role_name)
+            if role is not None and role.ari_renewal:
+                ari_orders.append(await order_index.of_role(req.storage, role_name))
+        for rec in await order_index.all_active(req.storage):
             try:
-                if not rec.status.terminal and (is_due(rec, now) or is_expired(rec, now)):
+                if is_due(rec, now) or is_expired(rec, now):
                     await worker.advance(req.storage, rec.order_id)
-                elif rec.status.terminal:
-                    await orders.ari_check(req, rec, records)
             except Exception:  # noqa: BLE001 - one bad order must not stop the others
                 log.exception("periodic work on order %s failed", rec.order_id)
+        for role_orders in ari_orders:
+            for rec in role_orders:
+                try:
+                    if rec.status.terminal:
+                        await orders.ari_check(req, rec, role_orders)
+                except Exception:  # noqa: BLE001
+                    log.exception("ARI check of order %s failed", rec.order_id)
+
+    async def initialize(req: Request) -> None:
+        await rt.index.ensure(req.storage)
 
     async def clean() -> None:
         await rt.close()
@@ -52,6 +65,7 @@ def build_backend(clock: Clock | None = None) -> Backend:
         help=HELP,
         special_paths=SpecialPaths(seal_wrap_storage=list(SEAL_WRAPPED_PREFIXES)),
         periodic=periodic,
+        initialize=initialize,
         clean=clean,
     )
     backend.runtime = rt  # type: ignore[attr-defined]  # tests reach the clock and worker through it

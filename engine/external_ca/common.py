@@ -16,6 +16,8 @@ ORDER_KEY_PREFIX = "order-key/"
 ROLE_PREFIX = "role/"
 ORDER_PREFIX = "order/"
 SERIAL_PREFIX = "serial/"
+# Index of non-terminal orders (engine/external_ca/order_index.py); records.save_order keeps it current.
+ORDER_ACTIVE_PREFIX = "order-active/"
 SEAL_WRAPPED_PREFIXES = [ACCOUNT_KEY_PREFIX, ORDER_KEY_PREFIX]
 
 

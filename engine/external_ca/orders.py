@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from engine.external_ca import acme_client, keys, matching
+from engine.external_ca import acme_client, keys, matching, order_index
 from engine.external_ca.acme_client import AcmeFailed, RetryLater
 from engine.external_ca.common import ZERO_TIME, colon_hex, normalize_serial, parse_rfc3339, rfc3339
 from engine.external_ca.records import (
@@ -233,11 +233,9 @@ class Orders:
 
     async def _shared_order(self, req: Request, role: RoleRecord, idents: list[matching.Identifier]
                             ) -> OrderRecord | None:
-        wanted = sorted(i.value for i in idents)
-        for oid in await list_order_ids(req.storage):
-            rec = await load_order(req.storage, oid)
-            if rec is not None and rec.role_name == role.name and rec.identifier_workflow \
-                    and not rec.status.terminal and sorted(rec.identifiers) == wanted:
+        await self.rt.index.ensure(req.storage)
+        for rec in await order_index.with_identifiers(req.storage, role.name, [i.value for i in idents]):
+            if rec.identifier_workflow and not rec.status.terminal:
                 return rec
         return None
 
@@ -258,6 +256,7 @@ class Orders:
             identifiers=[i.value for i in idents], identifier_types=[i.type for i in idents],
             csr=csr_pem + "\n" if csr_pem else "", generated_csr=generated, creation_date=now, last_update=now,
             next_work_date=now, replaces=replaces)
+        await order_index.add(req.storage, rec)
         await save_order(req.storage, rec)
         return order_id
 
@@ -422,11 +421,8 @@ class Orders:
         return Response(data=data)
 
     async def active(self, req: Request, d: FieldData) -> Response | None:
-        ids = []
-        for oid in await list_order_ids(req.storage):
-            rec = await load_order(req.storage, oid)
-            if rec is not None and rec.role_name == d.get("name") and not rec.status.terminal:
-                ids.append(oid)
+        await self.rt.index.ensure(req.storage)
+        ids = sorted(r.order_id for r in await order_index.active_of_role(req.storage, d.get("name")))
         return list_response(ids) if ids else None
 
     async def lookup_cert(self, req: Request, d: FieldData) -> Response | None:
@@ -499,13 +495,11 @@ class Orders:
                    if not matching.identifier_allowed(i, policy, role.allowed_domain_options, role.allowed_ip_ranges)]
         if refused:
             raise UserError(f"identifiers not allowed by role {role.name}: {', '.join(refused)}")
-        wanted = sorted(i.value for i in idents)
         now = self.rt.now()
         best: OrderRecord | None = None
-        for oid in await list_order_ids(req.storage):
-            rec = await load_order(req.storage, oid)
-            if rec is None or rec.role_name != role.name or rec.status is not OrderStatus.COMPLETED \
-                    or not rec.identifier_workflow or sorted(rec.identifiers) != wanted:
+        await self.rt.index.ensure(req.storage)
+        for rec in await order_index.with_identifiers(req.storage, role.name, [i.value for i in idents]):
+            if rec.status is not OrderStatus.COMPLETED or not rec.identifier_workflow:
                 continue
             if not _valid_enough(rec, now, min_duration if has_duration else None, min_pct if has_pct else None):
                 continue
@@ -521,7 +515,7 @@ class Orders:
 
     # --- ARI-guided renewal (periodic) -------------------------------------------------------------
 
-    async def ari_check(self, req: Request, rec: OrderRecord, all_orders: list[OrderRecord]) -> None:
+    async def ari_check(self, req: Request, rec: OrderRecord, role_orders: list[OrderRecord]) -> None:
         """When the CA's suggested window has opened, start one renewal order that `replaces` this one."""
         now = self.rt.now()
         if rec.replaced_by or not rec.identifier_workflow or rec.status is not OrderStatus.COMPLETED:
@@ -546,7 +540,7 @@ class Orders:
                 rec.ari_window_start, rec.ari_window_end = rfc3339(info.start), rfc3339(info.end)
                 rec.ari_explanation_url = info.explanation_url
                 if info.start is not None and info.start <= now:
-                    existing = next((o for o in all_orders if o.replaces == cert_id), None)
+                    existing = next((o for o in role_orders if o.replaces == cert_id), None)
                     if existing is None:
                         idents = [matching.Identifier(t, v) for t, v in zip(rec.identifier_types, rec.identifiers)]
                         async with self.rt.role_locks["orders:" + role.name]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Type, TypeVar
 
 from engine.external_ca.common import (
-    ACCOUNT_KEY_PREFIX, ACCOUNT_PREFIX, ORDER_KEY_PREFIX, ORDER_PREFIX, ROLE_PREFIX, SERIAL_PREFIX,
+    ACCOUNT_KEY_PREFIX, ACCOUNT_PREFIX, ORDER_ACTIVE_PREFIX, ORDER_KEY_PREFIX, ORDER_PREFIX, ROLE_PREFIX,
+    SERIAL_PREFIX,
 )
 from engine.storage import Storage, get_json, put_json
 
@@ -203,6 +204,9 @@ async def load_order(storage: Storage, order_id: str) -> OrderRecord | None:
 
 async def save_order(storage: Storage, rec: OrderRecord) -> None:
     await put_json(storage, ORDER_PREFIX + rec.order_id, to_json(rec))
+    if rec.status.terminal:
+        # After the record: a crash in between leaves a marker that readers see is stale.
+        await storage.delete(f"{ORDER_ACTIVE_PREFIX}{rec.role_name}/{rec.order_id}")
 
 
 def order_key_path(order_id: str) -> str:

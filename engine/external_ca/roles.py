@@ -4,10 +4,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from engine.external_ca import keys, matching
+from engine.external_ca import keys, matching, order_index
 from engine.external_ca.common import ROLE_PREFIX, rfc3339
 from engine.external_ca.records import (
-    OrderStatus, RoleRecord, list_order_ids, load_account, load_order, load_role, save_order, save_role,
+    OrderStatus, RoleRecord, load_account, load_role, save_order, save_role,
 )
 from engine.external_ca.runtime import Runtime
 from plugin.framework import (
@@ -159,11 +159,8 @@ class Roles:
             rec = await load_role(req.storage, name)
             if rec is None:
                 return None
-            active = []
-            for oid in await list_order_ids(req.storage):
-                order = await load_order(req.storage, oid)
-                if order is not None and order.role_name == name and not order.status.terminal:
-                    active.append(order)
+            await self.rt.index.ensure(req.storage)
+            active = await order_index.active_of_role(req.storage, name)
             if active and not d.get("force"):
                 raise UserError(f"role {name!r} has {len(active)} active order(s); delete with force=true")
             for order in active:

@@ -11,6 +11,7 @@ from collections import defaultdict
 from typing import Any, Callable, TypeVar
 
 from engine.external_ca import acme_client, keys
+from engine.external_ca.order_index import IndexGuard
 from engine.external_ca.common import Clock, utcnow
 from engine.external_ca.records import AccountRecord, account_key_path
 from engine.storage import Storage
@@ -28,6 +29,7 @@ class Runtime:
         self.order_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.role_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.account_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.index = IndexGuard()
 
     def now(self) -> dt.datetime:
         return self.clock()
