@@ -473,3 +473,69 @@ def test_pkicert_request_with_remove_roots(bao: BaoServer, mounts) -> None:
         assert text.count("BEGIN CERTIFICATE") == 2 and text.count("PRIVATE KEY-----") == 2
         # The `secret` template function's renewal type-asserts expiration as a number.
         assert type(data["expiration"]) is int
+
+
+def test_terraform_config_and_issuer_resources(bao: BaoServer, mounts) -> None:
+    pair = (mounts.ours, mounts.ref)
+
+    def paths(path: str) -> tuple[str, str]:
+        return (f"{pair[0]}/{path}", f"{pair[1]}/{path}")
+
+    made = both(bao, "PUT", paths("issuers/generate/root/internal"),
+                {"common_name": "TF Root", "key_type": "ec", "key_bits": 256, "issuer_name": "main",
+                 "exclude_cn_from_sans": False, "use_pss": False})
+    # 1.8 config/urls: JSON arrays, enable_templating always.
+    urls = {"issuing_certificates": ["http://127.0.0.1:8200/v1/pki/ca"],
+            "crl_distribution_points": ["http://127.0.0.1:8200/v1/pki/crl"], "ocsp_servers": [],
+            "enable_templating": False}
+    both(bao, "PUT", paths("config/urls"), urls)
+    for reply in both(bao, "GET", paths("config/urls")):
+        assert ok(reply)["issuing_certificates"] == urls["issuing_certificates"]
+    # 1.10 config/crl: durations read back as strings.
+    both(bao, "PUT", paths("config/crl"), {"expiry": "72h", "disable": False, "auto_rebuild": True,
+                                           "auto_rebuild_grace_period": "12h", "enable_delta": False})
+    for reply in both(bao, "GET", paths("config/crl")):
+        assert ok(reply)["expiry"] == "72h" and isinstance(ok(reply)["auto_rebuild_grace_period"], str)
+    # 1.16 auto-tidy: fields this server may not know are ignored (with a warning), never refused.
+    both(bao, "PUT", paths("config/auto-tidy"),
+         {"enabled": True, "interval_duration": "12h", "tidy_cert_store": True, "tidy_revoked_certs": True,
+          "safety_buffer": "72h", "tidy_cmpv2_nonce_store": True, "tidy_cert_metadata": False})
+    for reply in both(bao, "GET", paths("config/auto-tidy")):
+        data = ok(reply)
+        assert data["interval_duration"] == 43200 and data["safety_buffer"] == 259200
+        assert isinstance(data["pause_duration"], str)
+    # 1.12 issuer update with PATCH (merge-patch), then a read.
+    for i, reply in enumerate(made):
+        issuer_id = ok(reply)["issuer_id"]
+        patched = bao.http("PATCH", f"{pair[i]}/issuer/{issuer_id}",
+                           json={"leaf_not_after_behavior": "truncate", "usage": "read-only,issuing-certificates"},
+                           headers={"Content-Type": "application/merge-patch+json"})
+        assert patched.status_code == 200, patched.text
+    issuers = both(bao, "GET", paths("issuer/main"))
+    for reply in issuers:
+        data = ok(reply)
+        assert data["leaf_not_after_behavior"] == "truncate" and isinstance(data["ca_chain"], list)
+    both(bao, "PUT", paths("config/issuers"), {"default": "main", "default_follows_latest_issuer": False})
+    # Lists: issuers and keys with key_info (data sources).
+    for reply in both(bao, "LIST", paths("issuers")):
+        assert isinstance(ok(reply)["keys"], list) and isinstance(ok(reply)["key_info"], dict)
+    # 1.13 key resource: keys/generate answers 200 with key_id.
+    for reply in both(bao, "PUT", paths("keys/generate/internal"), {"key_type": "ec", "key_bits": 256,
+                                                                    "key_name": "spare"}):
+        assert isinstance(ok(reply)["key_id"], str)
+
+
+def test_raw_endpoints_as_consul_and_hvac_read_them(bao: BaoServer, mounts) -> None:
+    """Empty mount: 204 with no body; with a CA: the built-in's content types; cert/ca_chain JSON is one string."""
+    pair = (mounts.ours, mounts.ref)
+    raw_paths = ("ca", "ca/pem", "ca_chain", "cert/ca/raw", "cert/ca/raw/pem")
+    for path in raw_paths:
+        for reply in both(bao, "GET", (f"{pair[0]}/{path}", f"{pair[1]}/{path}"), token=False):
+            assert reply.status == 204 and not reply.body, path
+    for mount in pair:
+        ok(send(bao, "PUT", f"{mount}/root/generate/internal", {"common_name": "Raw Root", "key_type": "ec"}))
+    for path in (*raw_paths, "crl", "crl/pem"):
+        for reply in both(bao, "GET", (f"{pair[0]}/{path}", f"{pair[1]}/{path}"), token=False):
+            assert reply.status == 200 and reply.body, path
+    for reply in both(bao, "GET", (f"{pair[0]}/cert/ca_chain", f"{pair[1]}/cert/ca_chain")):
+        assert isinstance(ok(reply)["ca_chain"], str) and isinstance(ok(reply)["certificate"], str)
