@@ -27,6 +27,11 @@ from plugin.launcher import install_launcher
 
 PLUGIN_NAME = "python-pki"
 ROOT_TOKEN = "root"
+
+
+def unique_root_token() -> str:
+    """A dev root token of our own: with it, a server that is not ours (a port race) never looks ready."""
+    return f"{ROOT_TOKEN}-{uuid.uuid4().hex[:12]}"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -228,7 +233,9 @@ class Client:
             if not alive():
                 raise HarnessError(f"server exited during start ({self.describe()})")
             try:
-                r = requests.get(f"{self.addr}/v1/sys/health", timeout=2)
+                # Our own token, not sys/health: another test server that won a port race answers 403.
+                r = requests.get(f"{self.addr}/v1/auth/token/lookup-self", timeout=2,
+                                 headers={"X-Vault-Token": self.token})
                 if r.status_code == 200:
                     return
                 last = f"HTTP {r.status_code}"
@@ -252,6 +259,7 @@ class BaoServer(Client):
         self.config_path = self.workdir / "server.hcl"
         self.launcher_path = self.plugin_dir / PLUGIN_NAME
         self.launcher_sha256 = ""
+        self.token = unique_root_token()
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.addr = ""
@@ -273,7 +281,7 @@ class BaoServer(Client):
             self.proc = subprocess.Popen(
                 [
                     self.bao_bin, "server", "-dev",
-                    f"-dev-root-token-id={ROOT_TOKEN}",
+                    f"-dev-root-token-id={self.token}",
                     f"-dev-listen-address=127.0.0.1:{self.port}",
                     f"-config={self.config_path}",
                 ],
@@ -367,6 +375,7 @@ class VaultContainer(Client):
         self.client = None
         self.addr = ""
         self.launcher_sha256 = ""
+        self.token = unique_root_token()
 
     def _binds(self) -> dict[str, dict[str, str]]:
         binds = {str(self.plugin_dir): {"bind": self.CONTAINER_PLUGIN_DIR, "mode": "ro"}}
@@ -412,7 +421,7 @@ class VaultContainer(Client):
             entrypoint=["vault"],
             command=[
                 "server", "-dev",
-                f"-dev-root-token-id={ROOT_TOKEN}",
+                f"-dev-root-token-id={self.token}",
                 "-dev-listen-address=0.0.0.0:8200",
                 f"-dev-plugin-dir={self.CONTAINER_PLUGIN_DIR}",
             ],
