@@ -178,6 +178,14 @@ class Orders:
             raise CodedError(404, f"order {d.get('order_id')} not found for role {d.get('name')}")
         return rec
 
+    async def _require_allowed(self, req: Request, role: RoleRecord, idents: list[matching.Identifier]) -> None:
+        """Refuse identifiers outside the role's policy as it stands for this caller (templates resolved)."""
+        policy = await self._policy(req, role)
+        refused = [i.value for i in idents
+                   if not matching.identifier_allowed(i, policy, role.allowed_domain_options, role.allowed_ip_ranges)]
+        if refused:
+            raise UserError(f"identifiers not allowed by role {role.name}: {', '.join(refused)}")
+
     async def _policy(self, req: Request, role: RoleRecord) -> list[str]:
         if not any(matching.has_template(a) for a in role.allowed_domains):
             return role.allowed_domains
@@ -213,11 +221,7 @@ class Orders:
         account = await load_account(req.storage, role.acme_account_name)
         if account is None:
             raise UserError(f"unknown ACME account {role.acme_account_name!r} (referenced by role {role.name})")
-        policy = await self._policy(req, role)
-        refused = [i.value for i in idents
-                   if not matching.identifier_allowed(i, policy, role.allowed_domain_options, role.allowed_ip_ranges)]
-        if refused:
-            raise UserError(f"identifiers not allowed by role {role.name}: {', '.join(refused)}")
+        await self._require_allowed(req, role, idents)
         if any(i.is_wildcard for i in idents) and "dns-01" not in role.allowed_challenge_types:
             raise UserError("wildcard identifiers need dns-01, which the role does not allow")
         if any(i.type == "ip" for i in idents) and not {"http-01", "tls-alpn-01"} & set(role.allowed_challenge_types):
@@ -490,11 +494,7 @@ class Orders:
             raise UserError(f"invalid certificate_format {fmt!r}: use pem, der or pem_bundle")
         # The answer holds a private key: the caller must be allowed to order these names right now
         # (identity-templated roles differ per entity).
-        policy = await self._policy(req, role)
-        refused = [i.value for i in idents
-                   if not matching.identifier_allowed(i, policy, role.allowed_domain_options, role.allowed_ip_ranges)]
-        if refused:
-            raise UserError(f"identifiers not allowed by role {role.name}: {', '.join(refused)}")
+        await self._require_allowed(req, role, idents)
         now = self.rt.now()
         best: OrderRecord | None = None
         await self.rt.index.ensure(req.storage)
