@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from grpclib.server import Server
 
 from engine.storage import InMemoryStorage, PagingUnsupported, list_pages
 from plugin.host.clients import GrpcStorage, LazyChannel
+from plugin.host.grpc_client import GrpcChannel
+from plugin.host.grpc_server import GrpcServer
 from proto import backend_grpc, backend_pb2
 
 
@@ -52,12 +52,12 @@ class FakeStorageService(backend_grpc.StorageBase):
 def _run(tmp_path: Path, paging: bool) -> tuple[list[list[str]], int, bool]:
     async def go() -> tuple[list[list[str]], int, bool]:
         service = FakeStorageService(paging)
-        server = Server([service])
+        server = GrpcServer([service])
         sock = str(tmp_path / f"s{int(paging)}.sock")
         await server.start(path=sock)
 
-        async def dial() -> Channel:
-            return Channel(path=sock)
+        async def dial() -> GrpcChannel:
+            return GrpcChannel(path=sock)
         channel = LazyChannel(dial)
         storage = GrpcStorage(channel)
         try:

@@ -9,9 +9,7 @@ import asyncio
 import logging
 import ssl
 
-from grpclib.client import Channel
-from grpclib.config import Configuration
-
+from plugin.host.grpc_client import GrpcChannel
 from proto import grpc_broker_grpc, grpc_broker_pb2
 
 log = logging.getLogger("python-pki.broker")
@@ -45,13 +43,12 @@ class Broker(grpc_broker_grpc.GRPCBrokerBase):
             fut.set_result(info)
             log.debug("broker announced service %d at %s %s", info.service_id, info.network, info.address)
 
-    async def dial(self, service_id: int) -> Channel:
+    async def dial(self, service_id: int) -> GrpcChannel:
         try:
             info = await asyncio.wait_for(asyncio.shield(self._future(service_id)), DIAL_TIMEOUT)
         except asyncio.TimeoutError:
             raise ConnectionError(f"timeout waiting for the server to announce broker service {service_id}") from None
-        config = Configuration(ssl_target_name_override="localhost") if self._tls else None
         if info.network == "unix":
-            return Channel(path=info.address, ssl=self._tls, config=config)
+            return GrpcChannel(path=info.address, ssl_context=self._tls)
         host, _, port = info.address.rpartition(":")
-        return Channel(host=host.strip("[]"), port=int(port), ssl=self._tls, config=config)
+        return GrpcChannel(host=host.strip("[]"), port=int(port), ssl_context=self._tls)

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from google.protobuf.json_format import MessageToDict
-from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from engine.storage import PagingUnsupported, StorageError
-from proto import backend_grpc, backend_pb2
+from plugin.host.grpc_client import GrpcChannel
+from proto import backend_pb2
 
-ChannelSource = Callable[[], Awaitable[Channel]]
+M = TypeVar("M")
+ChannelSource = Callable[[], Awaitable[GrpcChannel]]
 
 
 class LazyChannel:
@@ -20,10 +21,10 @@ class LazyChannel:
 
     def __init__(self, dial: ChannelSource) -> None:
         self._dial = dial
-        self._channel: Channel | None = None
+        self._channel: GrpcChannel | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self) -> Channel:
+    async def get(self) -> GrpcChannel:
         if self._channel is None:
             async with self._lock:
                 if self._channel is None:
@@ -39,33 +40,30 @@ class LazyChannel:
 class GrpcStorage:
     def __init__(self, channel: LazyChannel) -> None:
         self._channel = channel
-        self._stub: backend_grpc.StorageStub | None = None
         self._paging = True    # until the server says it has no ListPage (Vault)
 
-    async def _s(self) -> backend_grpc.StorageStub:
-        if self._stub is None:
-            self._stub = backend_grpc.StorageStub(await self._channel.get())
-        return self._stub
+    async def _call(self, method: str, args: Any, reply_type: type[M]) -> M:
+        return await (await self._channel.get()).unary("/pb.Storage/" + method, args, reply_type)
 
     async def get(self, key: str) -> bytes | None:
-        reply = await (await self._s()).Get(backend_pb2.StorageGetArgs(key=key))
+        reply = await self._call("Get", backend_pb2.StorageGetArgs(key=key), backend_pb2.StorageGetReply)
         if reply.err:
             raise StorageError(reply.err)
         return reply.entry.value if reply.HasField("entry") else None
 
     async def put(self, key: str, value: bytes, seal_wrap: bool = False) -> None:
-        reply = await (await self._s()).Put(backend_pb2.StoragePutArgs(
-            entry=backend_pb2.StorageEntry(key=key, value=value, seal_wrap=seal_wrap)))
+        reply = await self._call("Put", backend_pb2.StoragePutArgs(
+            entry=backend_pb2.StorageEntry(key=key, value=value, seal_wrap=seal_wrap)), backend_pb2.StoragePutReply)
         if reply.err:
             raise StorageError(reply.err)
 
     async def delete(self, key: str) -> None:
-        reply = await (await self._s()).Delete(backend_pb2.StorageDeleteArgs(key=key))
+        reply = await self._call("Delete", backend_pb2.StorageDeleteArgs(key=key), backend_pb2.StorageDeleteReply)
         if reply.err:
             raise StorageError(reply.err)
 
     async def list(self, prefix: str) -> list[str]:
-        reply = await (await self._s()).List(backend_pb2.StorageListArgs(prefix=prefix))
+        reply = await self._call("List", backend_pb2.StorageListArgs(prefix=prefix), backend_pb2.StorageListReply)
         if reply.err:
             raise StorageError(reply.err)
         return list(reply.keys)
@@ -74,8 +72,8 @@ class GrpcStorage:
         if not self._paging:
             raise PagingUnsupported("the server's storage has no ListPage")
         try:
-            reply = await (await self._s()).ListPage(
-                backend_pb2.StorageListPageArgs(prefix=prefix, after=after, limit=limit))
+            reply = await self._call("ListPage", backend_pb2.StorageListPageArgs(
+                prefix=prefix, after=after, limit=limit), backend_pb2.StorageListReply)
         except GRPCError as exc:
             if exc.status != Status.UNIMPLEMENTED:
                 raise
@@ -91,21 +89,18 @@ class GrpcSystemView:
 
     def __init__(self, channel: LazyChannel) -> None:
         self._channel = channel
-        self._stub: backend_grpc.SystemViewStub | None = None
 
-    async def _s(self) -> backend_grpc.SystemViewStub:
-        if self._stub is None:
-            self._stub = backend_grpc.SystemViewStub(await self._channel.get())
-        return self._stub
+    async def _call(self, method: str, args: Any, reply_type: type[M]) -> M:
+        return await (await self._channel.get()).unary("/pb.SystemView/" + method, args, reply_type)
 
     async def default_lease_ttl(self) -> int:
-        return (await (await self._s()).DefaultLeaseTTL(backend_pb2.Empty())).TTL // 1_000_000_000
+        return (await self._call("DefaultLeaseTTL", backend_pb2.Empty(), backend_pb2.TTLReply)).TTL // 1_000_000_000
 
     async def max_lease_ttl(self) -> int:
-        return (await (await self._s()).MaxLeaseTTL(backend_pb2.Empty())).TTL // 1_000_000_000
+        return (await self._call("MaxLeaseTTL", backend_pb2.Empty(), backend_pb2.TTLReply)).TTL // 1_000_000_000
 
     async def entity_info(self, entity_id: str) -> dict[str, Any] | None:
-        reply = await (await self._s()).EntityInfo(backend_pb2.EntityInfoArgs(entity_id=entity_id))
+        reply = await self._call("EntityInfo", backend_pb2.EntityInfoArgs(entity_id=entity_id), backend_pb2.EntityInfoReply)
         if reply.err:
             raise StorageError(reply.err)
         if not reply.HasField("entity"):
@@ -113,10 +108,10 @@ class GrpcSystemView:
         return MessageToDict(reply.entity, preserving_proto_field_name=True)
 
     async def groups_for_entity(self, entity_id: str) -> list[dict[str, Any]]:
-        reply = await (await self._s()).GroupsForEntity(backend_pb2.EntityInfoArgs(entity_id=entity_id))
+        reply = await self._call("GroupsForEntity", backend_pb2.EntityInfoArgs(entity_id=entity_id), backend_pb2.GroupsForEntityReply)
         if reply.err:
             raise StorageError(reply.err)
         return [MessageToDict(g, preserving_proto_field_name=True) for g in reply.groups]
 
     async def local_mount(self) -> bool:
-        return (await (await self._s()).LocalMount(backend_pb2.Empty())).local
+        return (await self._call("LocalMount", backend_pb2.Empty(), backend_pb2.LocalMountReply)).local

@@ -10,10 +10,10 @@ import sys
 import tempfile
 
 from grpclib.health.service import Health
-from grpclib.server import Server
 
-from plugin.host import coalesce, tls
+from plugin.host import tls
 from plugin.host.broker import Broker
+from plugin.host.grpc_server import GrpcServer
 from plugin.host.services import (
     BackendFactory,
     BackendService,
@@ -54,7 +54,7 @@ def automtls_enabled(env: dict[str, str]) -> bool:
 UNIX_PATH_MAX = 100   # sun_path is 108 bytes on Linux; leave room for the terminator
 
 
-async def _listen(server: Server, env: dict[str, str], tls_ctx) -> tuple[str, str]:
+async def _listen(server: GrpcServer, env: dict[str, str], tls_ctx) -> tuple[str, str]:
     """Listen on a unix socket (in PLUGIN_UNIX_SOCKET_DIR when set), else TCP within the server's port range."""
     directory = tempfile.mkdtemp(prefix="python-pki-", dir=env.get("PLUGIN_UNIX_SOCKET_DIR") or None)
     path = os.path.join(directory, "plugin.sock")
@@ -98,7 +98,6 @@ async def _setup_deadline(life: Lifecycle) -> None:
 
 async def serve(factory: BackendFactory, env: dict[str, str]) -> None:
     version = negotiate_protocol(env)
-    coalesce.install()
     life = Lifecycle()
     server_tls = client_tls = None
     cert_field = ""
@@ -108,7 +107,7 @@ async def serve(factory: BackendFactory, env: dict[str, str]) -> None:
         client_tls = tls.client_context(ident, env["PLUGIN_CLIENT_CERT"])
         cert_field = ident.handshake_cert
     broker = Broker(client_tls)
-    server = Server([
+    server = GrpcServer([
         BackendService(factory, broker, life),
         broker,
         ControllerService(life),

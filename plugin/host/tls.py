@@ -1,7 +1,7 @@
 """AutoMTLS for the plugin link.
 
 The server's client certificate is ECDSA P-521/SHA-512, which BoringSSL (PyPI grpcio) never requests, so
-the whole link runs on Python's `ssl` (OpenSSL) through grpclib. Each start makes a fresh key and a
+the whole link runs on Python's `ssl` (OpenSSL) under our own HTTP/2 layer. Each start makes a fresh key and a
 short-lived self-signed certificate; the same certificate is our client certificate when we dial the
 server's brokered services, hence SAN localhost and both TLS EKUs.
 """

@@ -1,0 +1,232 @@
+"""The gRPC server side of the plugin link, on our lean HTTP/2 connection.
+
+Services are the grpclib-generated bases (their `__mapping__()` names each method's path, cardinality and
+message types); a handler gets a `ServerStream` with the small part of grpclib's stream API they use:
+`metadata`, `recv_message()`, `send_message()`, `send_trailing_metadata()` and `async for`.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+from typing import Any, Iterable
+from urllib.parse import quote, unquote
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from plugin.host import http2
+
+log = logging.getLogger("python-pki.grpc")
+
+_RESPONSE_HEADERS = b"\x88" + http2.hpack_literal(b"content-type", b"application/grpc")   # 0x88 = :status 200
+
+
+def trailers_block(status: Status, message: str | None, headers_too: bool = False) -> bytes:
+    fields = [(b"grpc-status", str(status.value).encode())]
+    if message:
+        fields.append((b"grpc-message", quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode()))
+    return (_RESPONSE_HEADERS if headers_too else b"") + http2.hpack_block(fields)
+
+
+_OK_TRAILERS = trailers_block(Status.OK, None)
+
+
+class ServerStream(http2.Stream):
+    __slots__ = ("conn", "path", "metadata", "request_type", "reply_type", "task", "_buf", "_messages", "_waiter",
+                 "_headers_sent", "_trailers_sent")
+
+    def __init__(self, conn: "GrpcServerConnection", stream_id: int) -> None:
+        super().__init__(stream_id, conn.peer_initial_window)
+        self.conn = conn
+        self.path = ""
+        self.metadata: dict[str, str] = {}
+        self.request_type: Any = None
+        self.reply_type: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self._buf = bytearray()
+        self._messages: collections.deque[bytes] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._headers_sent = False
+        self._trailers_sent = False
+
+    # -- from the connection -------------------------------------------------------------------------------------
+    def on_headers(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        if self.path:
+            self._wake()        # trailers from a client carry nothing we use; end_stream is what matters
+            return
+        for name, value in headers:
+            if name == b":path":
+                self.path = value.decode("latin-1")
+            elif not name.startswith(b":") and name not in (b"content-type", b"te", b"user-agent", b"grpc-timeout",
+                                                            b"grpc-accept-encoding", b"grpc-encoding"):
+                self.metadata[name.decode("latin-1")] = value.decode("latin-1")
+        self.conn.dispatch(self)
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        buf = self._buf
+        if data:
+            buf += data
+            while len(buf) >= 5:
+                size = int.from_bytes(buf[1:5], "big")
+                if len(buf) < 5 + size:
+                    break
+                if buf[0]:
+                    self._abort(Status.UNIMPLEMENTED, "compressed messages are not supported")
+                    return
+                self._messages.append(bytes(buf[5:5 + size]))
+                del buf[:5 + size]
+        self._wake()
+
+    def on_reset(self, code: int) -> None:
+        self.reset_code = code
+        self._wake()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- grpclib's stream API, as our services use it ---------------------------------------------------------
+    async def recv_message(self) -> Any:
+        while not self._messages:
+            if self.remote_closed or self.reset_code is not None:
+                return None
+            self._waiter = self.conn.loop.create_future()
+            await self._waiter
+            self._waiter = None
+        return self.request_type.FromString(self._messages.popleft())
+
+    def __aiter__(self) -> "ServerStream":
+        return self
+
+    async def __anext__(self) -> Any:
+        message = await self.recv_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    async def send_message(self, message: Any) -> None:
+        if self._trailers_sent:
+            raise RuntimeError("stream already finished")
+        body = message.SerializeToString()
+        if not self._headers_sent:
+            self._headers_sent = True
+            self.conn.send_headers(self, _RESPONSE_HEADERS, False)
+        await self.conn.send_data(self, len(body).to_bytes(5, "big") + body)
+
+    async def send_trailing_metadata(self, *, status: Status = Status.OK, status_message: str | None = None,
+                                     **_: Any) -> None:
+        self.finish(status, status_message)
+
+    def finish(self, status: Status = Status.OK, message: str | None = None) -> None:
+        if self._trailers_sent or self.reset_code is not None:
+            return
+        self._trailers_sent = True
+        if status is Status.OK and not message and self._headers_sent:
+            block = _OK_TRAILERS
+        else:
+            block = trailers_block(status, message, headers_too=not self._headers_sent)
+        self._headers_sent = True
+        self.conn.send_headers(self, block, True)
+        if not self.remote_closed:
+            # The reply is complete; the client may still be sending, which we no longer want.
+            self.conn.reset(self, http2.ERR_NO_ERROR)
+
+    def _abort(self, status: Status, message: str) -> None:
+        self.finish(status, message)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class GrpcServerConnection(http2.Connection):
+    client_side = False
+
+    def __init__(self, routes: dict[str, Any], on_lost: Any = None) -> None:
+        super().__init__()
+        self._routes = routes
+        self._on_lost = on_lost
+        self.loop = asyncio.get_running_loop()
+
+    def new_remote_stream(self, sid: int) -> http2.Stream | None:
+        if sid % 2 == 0:
+            raise http2.ProtocolError("client opened an even stream")
+        stream = ServerStream(self, sid)
+        self.register(stream)
+        return stream
+
+    def dispatch(self, stream: ServerStream) -> None:
+        handler = self._routes.get(stream.path)
+        if handler is None:
+            stream.finish(Status.UNIMPLEMENTED, f"Method not found: {stream.path}")
+            return
+        stream.request_type, stream.reply_type = handler.request_type, handler.reply_type
+        stream.task = self.loop.create_task(self._run(handler.func, stream))
+
+    async def _run(self, func: Any, stream: ServerStream) -> None:
+        try:
+            await func(stream)
+        except GRPCError as exc:
+            stream.finish(exc.status, exc.message)
+            return
+        except asyncio.CancelledError:
+            if stream.reset_code is None and self.transport is not None:
+                stream.finish(Status.CANCELLED, "cancelled")
+            return
+        except ConnectionResetError:
+            return
+        except Exception:  # noqa: BLE001 - reported to the caller, logged here
+            log.exception("gRPC handler %s failed", stream.path)
+            stream.finish(Status.UNKNOWN, "Internal Server Error")
+            return
+        stream.finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+
+class GrpcServer:
+    """Listens on a unix socket or TCP port, one `GrpcServerConnection` per accepted connection."""
+
+    def __init__(self, services: Iterable[Any]) -> None:
+        self._routes: dict[str, Any] = {}
+        for service in services:
+            self._routes.update(service.__mapping__())
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[GrpcServerConnection] = set()
+
+    def _factory(self) -> GrpcServerConnection:
+        conn = GrpcServerConnection(self._routes, self._connections.discard)
+        self._connections.add(conn)
+        return conn
+
+    async def start(self, host: str | None = None, port: int | None = None, *, path: str | None = None,
+                    ssl: ssl.SSLContext | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if path is not None:
+            self._server = await loop.create_unix_server(self._factory, path, ssl=ssl)
+        else:
+            self._server = await loop.create_server(self._factory, host, port, ssl=ssl)
+
+    @property
+    def sockets(self) -> list[Any]:
+        return list(self._server.sockets) if self._server is not None else []
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+def decode_grpc_message(value: str) -> str:
+    return unquote(value)

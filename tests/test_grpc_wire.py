@@ -1,0 +1,268 @@
+"""Our HTTP/2 gRPC link against an independent implementation (grpclib on h2) in both directions, and against
+itself over the plugin's mTLS: large messages past the flow-control windows, concurrency, status codes and
+messages, bidi streams, lost connections and redialling. Go's side is covered by the integration suite."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+
+from engine.storage import InMemoryStorage
+from plugin.host import http2, tls
+from plugin.host.broker import Broker
+from plugin.host.grpc_client import GrpcChannel
+from plugin.host.grpc_server import GrpcServer
+from proto import backend_grpc, backend_pb2, grpc_broker_grpc, grpc_broker_pb2
+
+BIG = bytes(range(256)) * (12 * 1024)        # 3 MiB: far past the 64 KiB default windows of an h2 peer
+
+
+class StorageService(backend_grpc.StorageBase):
+    """pb.Storage over an InMemoryStorage; two keys trigger errors so status handling can be checked."""
+
+    def __init__(self) -> None:
+        self.store = InMemoryStorage()
+        self.hang = asyncio.Event()
+
+    async def Get(self, stream) -> None:  # noqa: N802
+        args = await stream.recv_message()
+        if args.key == "fail/grpc":
+            raise GRPCError(Status.NOT_FOUND, "no such thing: 100% gone\n")
+        if args.key == "fail/crash":
+            raise RuntimeError("boom")
+        if args.key == "hang":
+            await self.hang.wait()
+        value = await self.store.get(args.key)
+        reply = backend_pb2.StorageGetReply()
+        if value is not None:
+            reply.entry.CopyFrom(backend_pb2.StorageEntry(key=args.key, value=value))
+        await stream.send_message(reply)
+
+    async def Put(self, stream) -> None:  # noqa: N802
+        args = await stream.recv_message()
+        await self.store.put(args.entry.key, args.entry.value)
+        await stream.send_message(backend_pb2.StoragePutReply())
+
+    async def List(self, stream) -> None:  # noqa: N802
+        args = await stream.recv_message()
+        await stream.send_message(backend_pb2.StorageListReply(keys=await self.store.list(args.prefix)))
+
+    async def ListPage(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def Delete(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def IsTransactional(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def BeginReadOnlyTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def BeginTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def Commit(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+    async def Rollback(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+
+
+class Calls:
+    """One calling convention over either client, so each scenario runs against both peers."""
+
+    def __init__(self, call: Callable[[str, Any, Any], Awaitable[Any]]) -> None:
+        self.call = call
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self.call("/pb.Storage/Put", backend_pb2.StoragePutArgs(
+            entry=backend_pb2.StorageEntry(key=key, value=value)), backend_pb2.StoragePutReply)
+
+    async def get(self, key: str) -> bytes | None:
+        reply = await self.call("/pb.Storage/Get", backend_pb2.StorageGetArgs(key=key), backend_pb2.StorageGetReply)
+        return reply.entry.value if reply.HasField("entry") else None
+
+
+def _grpclib_caller(channel: Channel) -> Calls:
+    storage = backend_grpc.StorageStub(channel)
+    system = backend_grpc.SystemViewStub(channel)
+    methods = {"/pb.Storage/Put": storage.Put, "/pb.Storage/Get": storage.Get,
+               "/pb.SystemView/MaxLeaseTTL": system.MaxLeaseTTL}
+
+    async def call(path: str, request: Any, _reply: Any) -> Any:
+        return await methods[path](request)
+    return Calls(call)
+
+
+async def _scenario(calls: Calls) -> None:
+    await calls.put("big", BIG)
+    assert await calls.get("big") == BIG
+    assert await calls.get("missing") is None
+    values = [f"v{i}".encode() * (i + 1) for i in range(60)]
+    await asyncio.gather(*(calls.put(f"k/{i}", v) for i, v in enumerate(values)))
+    assert await asyncio.gather(*(calls.get(f"k/{i}") for i in range(60))) == values
+    with pytest.raises(GRPCError) as err:
+        await calls.get("fail/grpc")
+    assert err.value.status == Status.NOT_FOUND and err.value.message == "no such thing: 100% gone\n"
+    with pytest.raises(GRPCError) as err:
+        await calls.get("fail/crash")
+    assert err.value.status == Status.UNKNOWN
+    with pytest.raises(GRPCError) as err:
+        await calls.call("/pb.SystemView/MaxLeaseTTL", backend_pb2.Empty(), backend_pb2.TTLReply)
+    assert err.value.status == Status.UNIMPLEMENTED
+    assert await calls.get("big") == BIG          # the connection is still good after the errors
+
+
+def test_our_server_with_a_grpclib_client(tmp_path: Path) -> None:
+    async def go() -> None:
+        server = GrpcServer([StorageService()])
+        sock = str(tmp_path / "ours.sock")
+        await server.start(path=sock)
+        channel = Channel(path=sock)
+        try:
+            await _scenario(_grpclib_caller(channel))
+        finally:
+            channel.close()
+            server.close()
+            await server.wait_closed()
+    asyncio.run(go())
+
+
+def test_our_client_with_a_grpclib_server(tmp_path: Path) -> None:
+    async def go() -> None:
+        server = Server([StorageService()])
+        sock = str(tmp_path / "theirs.sock")
+        await server.start(path=sock)
+        channel = GrpcChannel(path=sock)
+        try:
+            await _scenario(Calls(channel.unary))
+        finally:
+            channel.close()
+            server.close()
+            await server.wait_closed()
+    asyncio.run(go())
+
+
+def test_both_of_ours_over_the_plugin_mtls(tmp_path: Path) -> None:
+    async def go() -> None:
+        server_ident, client_ident = tls.make_identity(), tls.make_identity()
+        server = GrpcServer([StorageService()])
+        sock = str(tmp_path / "tls.sock")
+        await server.start(path=sock, ssl=tls.server_context(server_ident, client_ident.cert_pem.decode()))
+        channel = GrpcChannel(path=sock, ssl_context=tls.client_context(client_ident, server_ident.cert_pem.decode()))
+        stranger = GrpcChannel(path=sock, ssl_context=tls.client_context(tls.make_identity(),
+                                                                         server_ident.cert_pem.decode()))
+        try:
+            await _scenario(Calls(channel.unary))
+            with pytest.raises(Exception):     # a client certificate the server did not hand out is refused
+                await Calls(stranger.unary).get("big")
+        finally:
+            channel.close()
+            stranger.close()
+            server.close()
+            await server.wait_closed()
+    asyncio.run(go())
+
+
+def test_a_pending_call_fails_when_the_connection_drops_and_the_next_one_redials(tmp_path: Path) -> None:
+    async def go() -> None:
+        service = StorageService()
+        sock = str(tmp_path / "drop.sock")
+        server = GrpcServer([service])
+        await server.start(path=sock)
+        channel = GrpcChannel(path=sock)
+        calls = Calls(channel.unary)
+        await calls.put("a", b"1")
+        pending = asyncio.ensure_future(calls.get("hang"))
+        await asyncio.sleep(0.05)
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(GRPCError) as err:
+            await asyncio.wait_for(pending, 5)
+        assert err.value.status == Status.UNAVAILABLE
+        fresh = StorageService()
+        await fresh.store.put("a", b"2")
+        server = GrpcServer([fresh])
+        await server.start(path=sock)
+        try:
+            assert await calls.get("a") == b"2"
+        finally:
+            channel.close()
+            server.close()
+            await server.wait_closed()
+    asyncio.run(go())
+
+
+def test_the_broker_stream_takes_announcements_and_answers_knocks(tmp_path: Path) -> None:
+    async def go() -> None:
+        broker = Broker(None)
+        server = GrpcServer([broker])
+        sock = str(tmp_path / "broker.sock")
+        await server.start(path=sock)
+        channel = Channel(path=sock)
+        try:
+            stub = grpc_broker_grpc.GRPCBrokerStub(channel)
+            async with stub.StartStream.open() as stream:
+                await stream.send_message(grpc_broker_pb2.ConnInfo(
+                    service_id=7, knock=grpc_broker_pb2.ConnInfo.Knock(knock=True)))
+                answer = await stream.recv_message()
+                assert answer.service_id == 7 and answer.knock.knock and not answer.knock.ack
+                await stream.send_message(grpc_broker_pb2.ConnInfo(service_id=1, network="unix",
+                                                                   address=str(tmp_path / "storage.sock")))
+                dialled = await broker.dial(1)
+                assert dialled._path == str(tmp_path / "storage.sock")
+                await stream.end()
+        finally:
+            channel.close()
+            server.close()
+            await server.wait_closed()
+    asyncio.run(go())
+
+
+def test_frames_written_in_one_loop_turn_leave_in_one_write_in_order() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def go() -> list[bytes]:
+        conn = http2.Connection()
+        rec = Recorder()
+        conn.connection_made(rec)  # type: ignore[arg-type]
+        conn._write(b"one")
+        conn._write(b"two")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        conn._write(b"three")
+        await asyncio.sleep(0)
+        return rec.writes
+
+    writes = asyncio.run(go())
+    assert len(writes) == 2
+    assert writes[0].endswith(b"onetwo") and writes[1] == b"three"
+
+
+def test_a_peer_that_breaks_the_protocol_gets_goaway_and_is_dropped() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.data = b""
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    async def go() -> Recorder:
+        conn = http2.Connection()
+        rec = Recorder()
+        conn.connection_made(rec)  # type: ignore[arg-type]
+        conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        return rec
+
+    rec = asyncio.run(go())
+    assert rec.closed
+    assert bytes([http2.GOAWAY]) in rec.data
