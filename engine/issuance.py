@@ -405,6 +405,15 @@ def _issue_role(role: Role, d: FieldData, warnings: list[str]) -> Role:
     return role
 
 
+async def mount_ttls(system: Any, need_default: bool, need_max: bool) -> tuple[int, int]:
+    """(default, max) lease TTL of the mount; 0 for the one not needed."""
+    if need_default and need_max:
+        default_ttl, max_ttl = await asyncio.gather(system.default_lease_ttl(), system.max_lease_ttl())
+        return default_ttl, max_ttl
+    return (await system.default_lease_ttl() if need_default else 0,
+            await system.max_lease_ttl() if need_max else 0)
+
+
 async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_ref: str, mode: Mode) -> Response:
     warnings: list[str] = []
     if mode == "issue":
@@ -428,8 +437,10 @@ async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_re
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
-    # Both come from the server on every request (a tune applies at once); ask for them together.
-    default_ttl, max_ttl = await asyncio.gather(req.system.default_lease_ttl(), req.system.max_lease_ttl())
+    # The mount's TTLs come from the server on every request (a tune applies at once), but only those the
+    # role leaves open are asked for, as the built-in engine does: each is a round trip to the server.
+    default_ttl, max_ttl = await mount_ttls(req.system, need_default=d.get("ttl") == 0 and role.ttl <= 0,
+                                            need_max=role.max_ttl <= 0)
     limits = Limits(default_ttl=default_ttl, max_ttl=max_ttl,
                     issuer_not_after=issuer.certificate.not_valid_after_utc,
                     leaf_not_after_behavior=issuer.leaf_not_after_behavior)
