@@ -266,3 +266,61 @@ def test_a_peer_that_breaks_the_protocol_gets_goaway_and_is_dropped() -> None:
     rec = asyncio.run(go())
     assert rec.closed
     assert bytes([http2.GOAWAY]) in rec.data
+
+
+def test_a_repeated_indexed_header_block_follows_the_peers_table_changes() -> None:
+    # The same one-byte block means different headers once a literal has pushed a new entry into the table.
+    from hpack import Encoder
+    enc = Encoder()
+    conn = http2.Connection()
+    first = enc.encode([("x-name", "a")])          # literal, indexed at 62
+    again = enc.encode([("x-name", "a")])          # the one byte 0xbe
+    assert conn._decode(first) == [(b"x-name", b"a")]
+    assert conn._decode(again) == [(b"x-name", b"a")]
+    assert conn._decode(again) == [(b"x-name", b"a")]   # now from the cache
+    other = enc.encode([("x-other", "b")])          # literal: the new entry takes index 62
+    same_bytes = enc.encode([("x-other", "b")])
+    assert same_bytes == again
+    assert conn._decode(other) == [(b"x-other", b"b")]
+    assert conn._decode(same_bytes) == [(b"x-other", b"b")]
+
+
+def test_a_ping_is_answered_after_the_next_reply_or_soon_without_one() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+    def frames(data: bytes) -> list[int]:
+        kinds, pos = [], 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos:pos + 3], "big")
+            kinds.append(data[pos + 3])
+            pos += 9 + length
+        return kinds
+
+    async def go() -> tuple[list[bytes], list[bytes]]:
+        conn = http2.Connection()
+        rec = Recorder()
+        conn.connection_made(rec)  # type: ignore[arg-type]
+        conn._preface_pending = False
+        await asyncio.sleep(0)
+        rec.writes.clear()
+        conn.data_received(http2.frame(http2.PING, 0, 0, b"12345678"))
+        conn._write(http2.frame(http2.DATA, 0, 1, b"reply"))
+        await asyncio.sleep(0)
+        with_reply = list(rec.writes)
+        rec.writes.clear()
+        conn.data_received(http2.frame(http2.PING, 0, 0, b"abcdefgh"))
+        await asyncio.sleep(http2.PING_ACK_DELAY * 5)
+        return with_reply, list(rec.writes)
+
+    with_reply, alone = asyncio.run(go())
+    assert len(with_reply) == 1 and frames(with_reply[0]) == [http2.DATA, http2.PING]
+    assert with_reply[0].endswith(b"12345678")
+    assert len(alone) == 1 and frames(alone[0]) == [http2.PING] and alone[0].endswith(b"abcdefgh")

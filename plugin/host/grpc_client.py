@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from plugin.host import http2
+from plugin.host import http2, sockets
 
 M = TypeVar("M")
 
@@ -163,7 +163,6 @@ class GrpcChannel:
         async with self._lock:
             if self._conn is not None and self._conn.usable:
                 return self._conn
-            loop = asyncio.get_running_loop()
             authority = "localhost" if self._path else f"{self._host}:{self._port}"
             scheme = b"https" if self._ssl is not None else b"http"
             hostname = self._server_hostname if self._ssl is not None else None
@@ -171,12 +170,9 @@ class GrpcChannel:
             def factory() -> GrpcClientConnection:
                 return GrpcClientConnection(authority, scheme)
 
-            if self._path is not None:
-                _, conn = await loop.create_unix_connection(factory, self._path, ssl=self._ssl,
-                                                            server_hostname=hostname)
-            else:
-                _, conn = await loop.create_connection(factory, self._host, self._port, ssl=self._ssl,
-                                                       server_hostname=hostname)
+            conn = await sockets.dial(factory, self._ssl, path=self._path, host=self._host, port=self._port,
+                                      server_hostname=hostname)
+            assert isinstance(conn, GrpcClientConnection)
             self._conn = conn
             return conn
 

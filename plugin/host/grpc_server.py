@@ -11,12 +11,12 @@ import collections
 import logging
 import ssl
 from typing import Any, Iterable
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from plugin.host import http2
+from plugin.host import http2, sockets
 
 log = logging.getLogger("python-pki.grpc")
 
@@ -197,7 +197,7 @@ class GrpcServer:
         self._routes: dict[str, Any] = {}
         for service in services:
             self._routes.update(service.__mapping__())
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: sockets.Listener | None = None
         self._connections: set[GrpcServerConnection] = set()
 
     def _factory(self) -> GrpcServerConnection:
@@ -207,26 +207,23 @@ class GrpcServer:
 
     async def start(self, host: str | None = None, port: int | None = None, *, path: str | None = None,
                     ssl: ssl.SSLContext | None = None) -> None:
-        loop = asyncio.get_running_loop()
+        listener = sockets.Listener(self._factory, ssl)
         if path is not None:
-            self._server = await loop.create_unix_server(self._factory, path, ssl=ssl)
+            listener.bind_unix(path)
         else:
-            self._server = await loop.create_server(self._factory, host, port, ssl=ssl)
+            assert host is not None and port is not None
+            listener.bind_tcp(host, port)
+        self._listener = listener
 
     @property
     def sockets(self) -> list[Any]:
-        return list(self._server.sockets) if self._server is not None else []
+        return self._listener.sockets if self._listener is not None else []
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for conn in list(self._connections):
             conn.close()
 
     async def wait_closed(self) -> None:
-        if self._server is not None:
-            await self._server.wait_closed()
-
-
-def decode_grpc_message(value: str) -> str:
-    return unquote(value)
+        await asyncio.sleep(0)      # lets connection_lost callbacks run

@@ -53,6 +53,8 @@ MAX_WINDOW = 2 ** 31 - 1
 # arrives (messages are bounded by what the peer's gRPC layer allows anyway) and a stall costs a round trip.
 OUR_STREAM_WINDOW = 4 * 1024 * 1024
 OUR_CONNECTION_WINDOW = 16 * 1024 * 1024
+HEADER_CACHE_SIZE = 256
+PING_ACK_DELAY = 0.002      # seconds a PING answer may wait for a reply to ride with
 
 _FRAME_HEADER = struct.Struct(">BHBBI")   # 24-bit length as a byte plus a short, then type, flags, stream id
 
@@ -128,8 +130,11 @@ class Connection(asyncio.Protocol):
         self._buf = bytearray()
         self._preface_pending = not self.client_side
         self._decoder = Decoder()
+        self._header_cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_acks: list[bytes] = []
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._peer_initial_window = DEFAULT_WINDOW
         self.peer_max_streams: int | None = None
@@ -209,7 +214,7 @@ class Connection(asyncio.Protocol):
             if len(payload) != 8:
                 raise ProtocolError("PING of wrong size", ERR_FRAME_SIZE)
             if not flags & FLAG_ACK:
-                self._write(frame(PING, FLAG_ACK, 0, payload))
+                self._ack_ping(payload)
         elif kind == RST_STREAM:
             stream = self.streams.pop(sid, None)
             if stream is not None:
@@ -273,7 +278,7 @@ class Connection(asyncio.Protocol):
             self._headers_complete(sid, first_flags, bytes(block))
 
     def _headers_complete(self, sid: int, flags: int, block: bytes) -> None:
-        headers = self._decoder.decode(block, raw=True)    # always, to keep the dynamic table in step
+        headers = self._decode(block)
         end = bool(flags & FLAG_END_STREAM)
         stream = self.streams.get(sid)
         if stream is None:
@@ -284,6 +289,20 @@ class Connection(asyncio.Protocol):
             stream.remote_closed = True
             self._maybe_forget(stream)
         stream.on_headers(headers, end)
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        # Go indexes every header it sends, so after the first calls a block is all one-byte table references
+        # (every byte >= 0x80) and the same bytes always mean the same headers: only a block with a literal or
+        # a table-size update changes the table, and that empties the cache. Every block is decoded in order.
+        if block and min(block) >= 0x80:
+            headers = self._header_cache.get(block)
+            if headers is None:
+                headers = self._decoder.decode(block, raw=True)
+                if len(self._header_cache) < HEADER_CACHE_SIZE:
+                    self._header_cache[block] = headers
+            return headers
+        self._header_cache.clear()
+        return self._decoder.decode(block, raw=True)
 
     def _on_window_update(self, sid: int, payload: bytes) -> None:
         if len(payload) != 4:
@@ -336,6 +355,20 @@ class Connection(asyncio.Protocol):
         pass
 
     # -- frames out -----------------------------------------------------------------------------------------------
+    def _ack_ping(self, payload: bytes) -> None:
+        # Go's gRPC sends a flow-control (BDP) ping after nearly every message it receives and sends no other
+        # until that one is answered. Answered at once, each costs us a TLS record and a syscall of its own;
+        # held briefly, the answer rides after the next reply and Go pings half as often. The timer bounds the
+        # delay when no reply follows, so a keepalive ping is still answered within milliseconds.
+        self._ping_acks.append(frame(PING, FLAG_ACK, 0, payload))
+        if not self._flush_scheduled and self._ping_timer is None:
+            self._ping_timer = self._loop.call_later(PING_ACK_DELAY, self._ping_timer_fired)  # type: ignore[union-attr]
+
+    def _ping_timer_fired(self) -> None:
+        self._ping_timer = None
+        if not self._flush_scheduled:
+            self._flush()
+
     def _write(self, data: bytes) -> None:
         # Coalesced: one TLS record and one syscall per loop turn, whatever number of frames it holds.
         self._out.append(data)
@@ -345,7 +378,15 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
         out, self._out = self._out, []
+        if self._ping_acks:
+            # After the data: the peer counts that data into the current ping's sample instead of starting a
+            # new ping for it.
+            out += self._ping_acks
+            self._ping_acks = []
         if self.transport is not None and out and not self.transport.is_closing():
             self.transport.write(b"".join(out))
 
