@@ -13,53 +13,52 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 
-from engine.storage import InMemoryStorage
 from plugin.host import http2, tls
 from plugin.host.broker import Broker
 from plugin.host.grpc_client import GrpcChannel
 from plugin.host.grpc_server import GrpcServer
 from proto import backend_grpc, backend_pb2, grpc_broker_grpc, grpc_broker_pb2
+from tests.storage_service import InMemoryStorageService
 
 BIG = bytes(range(256)) * (12 * 1024)        # 3 MiB: far past the 64 KiB default windows of an h2 peer
 
 
-class StorageService(backend_grpc.StorageBase):
-    """pb.Storage over an InMemoryStorage; two keys trigger errors so status handling can be checked."""
+class Recorder:
+    """Stands in for a transport: keeps each write."""
 
     def __init__(self) -> None:
-        self.store = InMemoryStorage()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.writes)
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class StorageService(InMemoryStorageService):
+    """Three keys misbehave so that status handling and lost connections can be checked."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.hang = asyncio.Event()
 
-    async def Get(self, stream) -> None:  # noqa: N802
-        args = await stream.recv_message()
-        if args.key == "fail/grpc":
+    async def fetch(self, key: str) -> bytes | None:
+        if key == "fail/grpc":
             raise GRPCError(Status.NOT_FOUND, "no such thing: 100% gone\n")
-        if args.key == "fail/crash":
+        if key == "fail/crash":
             raise RuntimeError("boom")
-        if args.key == "hang":
+        if key == "hang":
             await self.hang.wait()
-        value = await self.store.get(args.key)
-        reply = backend_pb2.StorageGetReply()
-        if value is not None:
-            reply.entry.CopyFrom(backend_pb2.StorageEntry(key=args.key, value=value))
-        await stream.send_message(reply)
-
-    async def Put(self, stream) -> None:  # noqa: N802
-        args = await stream.recv_message()
-        await self.store.put(args.entry.key, args.entry.value)
-        await stream.send_message(backend_pb2.StoragePutReply())
-
-    async def List(self, stream) -> None:  # noqa: N802
-        args = await stream.recv_message()
-        await stream.send_message(backend_pb2.StorageListReply(keys=await self.store.list(args.prefix)))
-
-    async def ListPage(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def Delete(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def IsTransactional(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def BeginReadOnlyTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def BeginTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def Commit(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def Rollback(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+        return await super().fetch(key)
 
 
 class Calls:
@@ -107,34 +106,33 @@ async def _scenario(calls: Calls) -> None:
     assert await calls.get("big") == BIG          # the connection is still good after the errors
 
 
-def test_our_server_with_a_grpclib_client(tmp_path: Path) -> None:
+def _serve_and_run_scenario(tmp_path: Path, server_type: Any, dial: Callable[[str], tuple[Any, Calls]]) -> None:
     async def go() -> None:
-        server = GrpcServer([StorageService()])
-        sock = str(tmp_path / "ours.sock")
+        server = server_type([StorageService()])
+        sock = str(tmp_path / "link.sock")
         await server.start(path=sock)
-        channel = Channel(path=sock)
+        channel, calls = dial(sock)
         try:
-            await _scenario(_grpclib_caller(channel))
+            await _scenario(calls)
         finally:
             channel.close()
             server.close()
             await server.wait_closed()
     asyncio.run(go())
+
+
+def test_our_server_with_a_grpclib_client(tmp_path: Path) -> None:
+    def dial(sock: str) -> tuple[Any, Calls]:
+        channel = Channel(path=sock)
+        return channel, _grpclib_caller(channel)
+    _serve_and_run_scenario(tmp_path, GrpcServer, dial)
 
 
 def test_our_client_with_a_grpclib_server(tmp_path: Path) -> None:
-    async def go() -> None:
-        server = Server([StorageService()])
-        sock = str(tmp_path / "theirs.sock")
-        await server.start(path=sock)
+    def dial(sock: str) -> tuple[Any, Calls]:
         channel = GrpcChannel(path=sock)
-        try:
-            await _scenario(Calls(channel.unary))
-        finally:
-            channel.close()
-            server.close()
-            await server.wait_closed()
-    asyncio.run(go())
+        return channel, Calls(channel.unary)
+    _serve_and_run_scenario(tmp_path, Server, dial)
 
 
 def test_both_of_ours_over_the_plugin_mtls(tmp_path: Path) -> None:
@@ -214,16 +212,6 @@ def test_the_broker_stream_takes_announcements_and_answers_knocks(tmp_path: Path
 
 
 def test_frames_written_in_one_loop_turn_leave_in_one_write_in_order() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.writes: list[bytes] = []
-
-        def write(self, data: bytes) -> None:
-            self.writes.append(data)
-
-        def is_closing(self) -> bool:
-            return False
-
     async def go() -> list[bytes]:
         conn = http2.Connection()
         rec = Recorder()
@@ -242,20 +230,6 @@ def test_frames_written_in_one_loop_turn_leave_in_one_write_in_order() -> None:
 
 
 def test_a_peer_that_breaks_the_protocol_gets_goaway_and_is_dropped() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.data = b""
-            self.closed = False
-
-        def write(self, data: bytes) -> None:
-            self.data += data
-
-        def is_closing(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-
     async def go() -> Recorder:
         conn = http2.Connection()
         rec = Recorder()
@@ -286,16 +260,6 @@ def test_a_repeated_indexed_header_block_follows_the_peers_table_changes() -> No
 
 
 def test_a_ping_is_answered_after_the_next_reply_or_soon_without_one() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.writes: list[bytes] = []
-
-        def write(self, data: bytes) -> None:
-            self.writes.append(data)
-
-        def is_closing(self) -> bool:
-            return False
-
     def frames(data: bytes) -> list[int]:
         kinds, pos = [], 0
         while pos < len(data):
@@ -324,3 +288,26 @@ def test_a_ping_is_answered_after_the_next_reply_or_soon_without_one() -> None:
     assert len(with_reply) == 1 and frames(with_reply[0]) == [http2.DATA, http2.PING]
     assert with_reply[0].endswith(b"12345678")
     assert len(alone) == 1 and frames(alone[0]) == [http2.PING] and alone[0].endswith(b"abcdefgh")
+
+
+def test_tcp_with_mtls_both_ways(tmp_path: Path) -> None:
+    # The handshake falls back to TCP when a socket path would be too long; the link must work there too.
+    import socket
+
+    async def go() -> None:
+        server_ident, client_ident = tls.make_identity(), tls.make_identity()
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        server = GrpcServer([StorageService()])
+        await server.start("127.0.0.1", port, ssl=tls.server_context(server_ident, client_ident.cert_pem.decode()))
+        channel = GrpcChannel(host="127.0.0.1", port=port,
+                              ssl_context=tls.client_context(client_ident, server_ident.cert_pem.decode()))
+        try:
+            await _scenario(Calls(channel.unary))
+        finally:
+            channel.close()
+            server.close()
+            await server.wait_closed()
+    asyncio.run(go())

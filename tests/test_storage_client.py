@@ -7,46 +7,29 @@ from pathlib import Path
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from engine.storage import InMemoryStorage, PagingUnsupported, list_pages
+from engine.storage import PagingUnsupported, list_pages
 from plugin.host.clients import GrpcStorage, LazyChannel
 from plugin.host.grpc_client import GrpcChannel
 from plugin.host.grpc_server import GrpcServer
-from proto import backend_grpc, backend_pb2
+from tests.storage_service import InMemoryStorageService
 
 
-class FakeStorageService(backend_grpc.StorageBase):
-    """Just enough of pb.Storage: List, ListPage and Put over an InMemoryStorage; the rest is never called.
-    Without paging, ListPage answers UNIMPLEMENTED as a Vault server does."""
+class FakeStorageService(InMemoryStorageService):
+    """Counts List calls; without paging, ListPage answers UNIMPLEMENTED as a Vault server does."""
 
     def __init__(self, paging: bool) -> None:
-        self.store = InMemoryStorage()
+        super().__init__()
         self.paging = paging
         self.list_calls = 0
 
     async def List(self, stream) -> None:  # noqa: N802
-        args = await stream.recv_message()
         self.list_calls += 1
-        await stream.send_message(backend_pb2.StorageListReply(keys=await self.store.list(args.prefix)))
+        await super().List(stream)
 
     async def ListPage(self, stream) -> None:  # noqa: N802
-        args = await stream.recv_message()
         if not self.paging:
             raise GRPCError(Status.UNIMPLEMENTED, "unknown method ListPage for service pb.Storage")
-        keys = await self.store.list_page(args.prefix, args.after, args.limit)
-        await stream.send_message(backend_pb2.StorageListReply(keys=keys))
-
-    async def Put(self, stream) -> None:  # noqa: N802
-        args = await stream.recv_message()
-        await self.store.put(args.entry.key, args.entry.value)
-        await stream.send_message(backend_pb2.StoragePutReply())
-
-    async def Get(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def Delete(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def IsTransactional(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def BeginReadOnlyTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def BeginTx(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def Commit(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
-    async def Rollback(self, stream) -> None: raise NotImplementedError  # noqa: E704, N802
+        await super().ListPage(stream)
 
 
 def _run(tmp_path: Path, paging: bool) -> tuple[list[list[str]], int, bool]:
