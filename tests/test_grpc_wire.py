@@ -311,3 +311,23 @@ def test_tcp_with_mtls_both_ways(tmp_path: Path) -> None:
             server.close()
             await server.wait_closed()
     asyncio.run(go())
+
+
+def test_a_call_the_server_will_never_process_fails_at_its_goaway() -> None:
+    import struct
+
+    from plugin.host.grpc_client import GrpcClientConnection
+
+    async def go() -> GRPCError:
+        conn = GrpcClientConnection("localhost", b"https")
+        conn.connection_made(Recorder())  # type: ignore[arg-type]
+        call = asyncio.ensure_future(conn.unary("/pb.Storage/Get", backend_pb2.StorageGetArgs(key="k"),
+                                                backend_pb2.StorageGetReply))
+        await asyncio.sleep(0)
+        conn.data_received(http2.frame(http2.GOAWAY, 0, 0, struct.pack(">II", 0, http2.ERR_NO_ERROR)))
+        with pytest.raises(GRPCError) as err:
+            await asyncio.wait_for(call, 2)
+        assert not conn.usable
+        return err.value
+
+    assert asyncio.run(go()).status == Status.UNAVAILABLE

@@ -138,6 +138,13 @@ class GrpcClientConnection(http2.Connection):
         async with self._slots:
             self._slots.notify_all()
 
+    def on_goaway(self, last_stream_id: int) -> None:
+        # Streams above the server's last id were never processed: fail them now rather than at disconnect.
+        for sid, stream in list(self.streams.items()):
+            if sid > last_stream_id and isinstance(stream, ClientStream) and not stream.done.done():
+                stream.done.set_exception(GRPCError(Status.UNAVAILABLE, "the server is going away"))
+                self.streams.pop(sid, None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         for stream in list(self.streams.values()):
             if isinstance(stream, ClientStream) and not stream.done.done():

@@ -391,7 +391,7 @@ class Connection(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
     def send_headers(self, stream: Stream, block: bytes, end_stream: bool) -> None:
-        if self.transport is None or stream.local_closed:
+        if self.transport is None or stream.local_closed or stream.reset_code is not None:
             return
         flags = FLAG_END_HEADERS | (FLAG_END_STREAM if end_stream else 0)
         if len(block) <= self._peer_max_frame:
