@@ -17,6 +17,8 @@ from plugin.framework.fields import FieldData, FieldError
 from plugin.framework.path import Path
 from plugin.framework.request import Operation, Request, Response, error_response
 
+ROUTE_CACHE_SIZE = 4096
+
 log = logging.getLogger("python-pki.framework")
 
 PeriodicFunc = Callable[[Request], Awaitable[None]]
@@ -64,6 +66,7 @@ class Backend:
         backend_type: int = 1,   # logical.TypeLogical: a secrets engine
     ) -> None:
         self.paths = list(paths)
+        self._routes: dict[str, tuple[Path, dict[str, str]]] = {}
         self.help = help
         self.special_paths = special_paths or SpecialPaths()
         self.periodic = periodic
@@ -74,10 +77,19 @@ class Backend:
         self.backend_type = backend_type
 
     def route(self, path: str) -> tuple[Path, dict[str, str]] | None:
+        # Clients repeat the same few paths, and a write is routed twice (existence check, then request): a
+        # scan of every pattern per route was the framework's largest cost.
+        hit = self._routes.get(path)
+        if hit is not None:
+            return hit[0], dict(hit[1])
         for candidate in self.paths:
             m = candidate.regex.match(path)
             if m:
-                return candidate, {k: v for k, v in m.groupdict().items() if v is not None}
+                if len(self._routes) >= ROUTE_CACHE_SIZE:
+                    self._routes.clear()
+                captures = {k: v for k, v in m.groupdict().items() if v is not None}
+                self._routes[path] = (candidate, captures)
+                return candidate, dict(captures)
         return None
 
     async def handle(self, req: Request) -> Outcome:

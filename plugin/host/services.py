@@ -31,6 +31,7 @@ log = logging.getLogger("python-pki.host")
 BackendFactory = Callable[[], Backend]
 RESOLVE_PATH = Operation.RESOLVE_PATH.value
 _EMPTY_REPLY = backend_pb2.HandleRequestReply()
+_NO_EXISTENCE_CHECK = backend_pb2.HandleExistenceCheckReply(check_found=False, exists=False)
 
 
 @dataclass
@@ -137,6 +138,11 @@ class BackendService(backend_grpc.BackendBase):
     async def HandleExistenceCheck(self, stream) -> None:  # noqa: N802
         args = await stream.recv_message()
         inst = self._mount(stream)
+        routed = inst.backend.route(args.request.path)
+        if routed is not None and routed[0].exists is None:
+            # Most write paths have no existence check: answer from the router, before parsing the request.
+            await stream.send_message(_NO_EXISTENCE_CHECK)
+            return
         req = translate.request_from_pb(args.request, inst.storage, inst.system)
         reply = backend_pb2.HandleExistenceCheckReply()
         try:
