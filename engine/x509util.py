@@ -35,7 +35,7 @@ def serial_to_colon_hex(serial: int) -> str:
     if serial < 0:
         raise ValueError("negative serial")
     raw = serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big")
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 _SERIAL_INPUT = re.compile(r"^[0-9A-Fa-f]{1,2}([:-][0-9A-Fa-f]{1,2})*$")
