@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import Callable
-
 from hpack import Decoder
 from hpack.exceptions import HPACKError
 
@@ -124,7 +122,6 @@ class Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
-        self.closed: asyncio.Future[None] | None = None
         self.goaway_received = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buf = bytearray()
@@ -142,13 +139,11 @@ class Connection(asyncio.Protocol):
         self._conn_recv_unacked = 0
         self._window_waiters: list[asyncio.Future[None]] = []
         self._continuation: tuple[int, int, bytearray] | None = None   # stream id, flags, block so far
-        self._settings_acked = asyncio.Event()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._loop = asyncio.get_running_loop()
-        self.closed = self._loop.create_future()
         settings = [(SETTINGS_INITIAL_WINDOW_SIZE, OUR_STREAM_WINDOW)]
         if self.client_side:
             settings.insert(0, (SETTINGS_ENABLE_PUSH, 0))
@@ -193,8 +188,6 @@ class Connection(asyncio.Protocol):
             stream.on_reset(ERR_CANCEL)
         self.streams.clear()
         self._wake_window_waiters()
-        if self.closed is not None and not self.closed.done():
-            self.closed.set_result(None)
 
     # -- frames in ------------------------------------------------------------------------------------------------
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
@@ -323,7 +316,6 @@ class Connection(asyncio.Protocol):
         if sid != 0:
             raise ProtocolError("SETTINGS on a stream")
         if flags & FLAG_ACK:
-            self._settings_acked.set()
             return
         if len(payload) % 6:
             raise ProtocolError("SETTINGS of wrong size", ERR_FRAME_SIZE)
@@ -465,9 +457,3 @@ class Connection(asyncio.Protocol):
     def peer_initial_window(self) -> int:
         return self._peer_initial_window
 
-
-def header_dict(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    return {n.decode("latin-1"): v.decode("latin-1") for n, v in headers}
-
-
-OnStream = Callable[[Stream], None]
