@@ -15,7 +15,7 @@ from typing import Callable
 import requests
 
 from integration.harness import BaoServer
-from scripts.benchmarks import _issuing_pair, report, rss_mb
+from scripts.benchmarks import CpuMeter, _issuing_pair, cpu_split, report, rss_mb
 
 COUNT = 20_000
 CLIENTS = 8
@@ -61,12 +61,14 @@ def bench_revoke(bao: BaoServer, args) -> None:
     # or it would time a tidy that finds most certificates still valid (as an earlier version of this bench did).
     expire_after = 0.0
     results: dict[str, dict[str, float]] = {}
+    meters: dict[str, CpuMeter] = {}
     for m in (ours, ref):
         took, resps = _parallel(bao, [("POST", f"{m}/issue/rv", {"common_name": "a.example.com"})] * count)
         serials[m] = [r.json()["data"]["serial_number"] for r in resps if r.status_code == 200]
         expire_after = max([expire_after] + [r.json()["data"]["expiration"] for r in resps if r.status_code == 200])
         issue_s = took
-        took, resps = _parallel(bao, [("POST", f"{m}/revoke", {"serial_number": s}) for s in serials[m]])
+        with CpuMeter(bao) as meters[m]:
+            took, resps = _parallel(bao, [("POST", f"{m}/revoke", {"serial_number": s}) for s in serials[m]])
         errors = sum(1 for r in resps if r.status_code != 200)
         revoke_s = took
         t0 = time.perf_counter()
@@ -80,6 +82,7 @@ def bench_revoke(bao: BaoServer, args) -> None:
            f"| ratio {b['issue'] / a['issue']:.2f}x throughput | |")
     report(f"| revoke {a['n']}, 8 clients, auto_rebuild | ours {a['n'] / a['revoke']:.0f}/s ({a['errors']:.0f} "
            f"errors), built-in {b['n'] / b['revoke']:.0f}/s | ratio {b['revoke'] / a['revoke']:.2f}x | >= 1.0x |")
+    report(f"| revoke: where the CPU goes | {cpu_split(meters[ours], a['n'], meters[ref], b['n'])} | | |")
     report(f"| crl/rotate with {a['n']} revoked | ours {a['rotate'] * 1000:.0f} ms ({a['size'] / 1024:.0f} KB), "
            f"built-in {b['rotate'] * 1000:.0f} ms ({b['size'] / 1024:.0f} KB) | ratio "
            f"{a['rotate'] / b['rotate']:.2f}x time | <= 1.0x |")

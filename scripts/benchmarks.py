@@ -8,11 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -86,6 +84,30 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+class CpuMeter:
+    """CPU seconds the server and the plugin spend over a block: `with CpuMeter(bao) as m: ...; m.server`."""
+
+    def __init__(self, bao: BaoServer) -> None:
+        self._server = [bao.proc.pid] if bao.proc else []
+        self._plugin = bao.plugin_pids()
+        self.server = self.plugin = 0.0
+
+    def __enter__(self) -> "CpuMeter":
+        self._start = (cpu_seconds(self._server), cpu_seconds(self._plugin))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server = cpu_seconds(self._server) - self._start[0]
+        self.plugin = cpu_seconds(self._plugin) - self._start[1]
+
+
+def cpu_split(ours: CpuMeter, ours_n: float, ref: CpuMeter, ref_n: float) -> str:
+    """Server (+ plugin) CPU per request on our mount next to the server's on the built-in one."""
+    us = 1e6
+    return (f"CPU per request: server {ours.server / ours_n * us:.0f} us + plugin {ours.plugin / ours_n * us:.0f} us "
+            f"on ours, server {ref.server / ref_n * us:.0f} us on the built-in")
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -128,10 +150,14 @@ def bench_read(bao: BaoServer, args) -> None:
            f"| target <= 1.5x |")
     report(f"| plugin CPU per sequential read | {busy_ms:.2f} ms of the {a:.2f} ms | a plugin using no CPU "
            f"would be near {(a - busy_ms) / b:.2f}x | |")
-    la = hey(f"{bao.addr}/v1/{ours}/roles/x", bao.token, None, args.duration, method="GET")
-    lb = hey(f"{bao.addr}/v1/{ref}/roles/x", bao.token, None, args.duration, method="GET")
+    with CpuMeter(bao) as ma:
+        la = hey(f"{bao.addr}/v1/{ours}/roles/x", bao.token, None, args.duration, method="GET")
+    with CpuMeter(bao) as mb:
+        lb = hey(f"{bao.addr}/v1/{ref}/roles/x", bao.token, None, args.duration, method="GET")
     report(f"| read roles/x, 8 clients | ours {la.rps:.0f} req/s p50 {la.p50_ms:.1f} ms, built-in {lb.rps:.0f} "
            f"req/s p50 {lb.p50_ms:.1f} ms | throughput ratio {la.rps/lb.rps:.2f}x | |")
+    report(f"| read roles/x, 8 clients: where the CPU goes | "
+           f"{cpu_split(ma, la.rps * args.duration, mb, lb.rps * args.duration)} | | |")
     main_pids = bao.plugin_pids()
     report(f"| plugin RSS (plugin process, one shared by all mounts) | {rss_mb(main_pids):.0f} MB | "
            f"{len(main_pids)} process(es) | target < 80 MB |")
@@ -169,12 +195,13 @@ def bench_issue(bao: BaoServer, args) -> None:
                        ("RSA-2048", {"key_type": "rsa", "key_bits": 2048})]:
         for stored in (True, False):
             rname = unique_name("r")
-            results = {}
+            results, meters = {}, {}
             for m in (ours, ref):
                 bao.http("POST", f"{m}/roles/{rname}", json={**role, "allow_any_name": True,
                                                               "no_store": not stored, "ttl": "1h"}).raise_for_status()
-                results[m] = hey(f"{bao.addr}/v1/{m}/issue/{rname}", bao.token, {"common_name": "a.example.com"},
-                                 args.duration)
+                with CpuMeter(bao) as meters[m]:
+                    results[m] = hey(f"{bao.addr}/v1/{m}/issue/{rname}", bao.token,
+                                     {"common_name": "a.example.com"}, args.duration)
             a, b = results[ours], results[ref]
             label = f"{name}, {'stored' if stored else 'no_store'}"
             if name.startswith("RSA") and stored:
@@ -183,6 +210,9 @@ def bench_issue(bao: BaoServer, args) -> None:
             report(f"| issue {label}, 8 clients | ours {a.rps:.1f} req/s p50 {a.p50_ms:.1f} p99 {a.p99_ms:.1f} ms"
                    f" ({a.errors} errors) | built-in {b.rps:.1f} req/s p50 {b.p50_ms:.1f} p99 {b.p99_ms:.1f} ms"
                    f" | ratio {a.rps / b.rps if b.rps else float('nan'):.2f}x |")
+            if not name.startswith("RSA"):
+                report(f"| issue {label}: where the CPU goes | "
+                       f"{cpu_split(meters[ours], a.rps * args.duration, meters[ref], b.rps * args.duration)} | | |")
 
 
 BENCHES: dict[str, Callable] = {"startup": bench_startup, "read": bench_read, "issue": bench_issue}
