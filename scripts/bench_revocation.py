@@ -94,10 +94,12 @@ def bench_revoke(bao: BaoServer, args) -> None:
     def sample() -> None:
         peak["rss"] = max(peak["rss"], rss_mb(bao.plugin_pids()))
 
+    tidy_cpu: dict[str, CpuMeter] = {}
     for m in (ours, ref):
         body = {"tidy_cert_store": True, "tidy_revoked_certs": True, "safety_buffer": "1s"}
-        bao.http("POST", f"{m}/tidy", json=body).raise_for_status()
-        tidy[m] = _wait_tidy(bao, m, sample if m == ours else (lambda: None))
+        with CpuMeter(bao) as tidy_cpu[m]:
+            bao.http("POST", f"{m}/tidy", json=body).raise_for_status()
+            tidy[m] = _wait_tidy(bao, m, sample if m == ours else (lambda: None))
     st = {m: bao.http("GET", f"{m}/tidy-status").json()["data"] for m in (ours, ref)}
 
     def counts(m: str) -> str:
@@ -105,6 +107,8 @@ def bench_revoke(bao: BaoServer, args) -> None:
                 f"{st[m]['revoked_cert_deleted_count']} revocations")
     report(f"| tidy {a['n']} expired+revoked certs | ours {tidy[ours]:.1f} s ({counts(ours)}), built-in "
            f"{tidy[ref]:.1f} s ({counts(ref)}) | ratio {tidy[ours] / tidy[ref]:.2f}x time | <= 1.0x |")
+    report(f"| tidy: where the CPU goes (per certificate) | "
+           f"{cpu_split(tidy_cpu[ours], a['n'], tidy_cpu[ref], b['n'])} | | |")
     report(f"| plugin RSS while tidying | before {peak['before']:.0f} MB, peak {peak['rss']:.0f} MB | | flat |")
     bench_crl_build(bao, args)
 
