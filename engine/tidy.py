@@ -196,6 +196,8 @@ class Tidy:
     def __post_init__(self) -> None:
         self._pause = parse_duration(self.params.pause_duration)
         self._cert_pass_time: float | None = None   # `now` of this run's cert-store pass, when it ran
+        self._removed: list[int] = []                # serials whose records are gone, not yet out of the CRL index
+        self._forgot = False
 
     async def run(self) -> None:
         p = self.params
@@ -203,6 +205,9 @@ class Tidy:
             await self._cert_store()
         if p.tidy_revoked_certs or p.tidy_revoked_cert_issuer_associations:
             await self._revoked()
+        await self._forget([], flush=True)
+        if self._forgot and not (await crlmod.runtime(self.ctx).crl_config(self.storage)).auto_rebuild:
+            await crlmod.request_rebuild(self.storage, self.ctx)
         if p.tidy_expired_issuers:
             await self._expired_issuers()
         if p.tidy_move_legacy_ca_bundle:
@@ -227,9 +232,17 @@ class Tidy:
             self._cert_pass_time = now
         # Which buffer applies depends on whether the certificate is revoked: only worth a read when they differ.
         lookup = p.safety_buffer != p.revoked_safety_buffer
+        # A revoked certificate this pass deletes can have its revocation record deleted right after it (record
+        # last, as in the revocation pass), saving that pass a read of every such record. Which ones are revoked
+        # comes from the CRL index; a record it misses is still found and finished by the revocation pass.
+        fold = p.tidy_cert_store and p.tidy_revoked_certs and not p.tidy_revoked_cert_issuer_associations
+        rt = crlmod.runtime(self.ctx)
+        index = await rt.ensure_index(self.storage) if fold else None
+        wal = fold and await self._wal_in_use()
         async for page in self._pages(CERTS_PREFIX):
             expired: list[tuple[str, float]] = []
             doomed: list[str] = []
+            finished: list[tuple[str, int]] = []
             for key, der in page:
                 await self._step()
                 if der is None:
@@ -249,17 +262,38 @@ class Tidy:
             for (key, not_after), rec in zip(expired, revoked):
                 if now > not_after + (p.revoked_safety_buffer if rec is not None else p.safety_buffer):
                     doomed.append(key)
+                    serial = hyphen_to_int(key) if index is not None else None
+                    if serial is not None and (serial in index or serial in rt.pending.entries) \
+                            and now > not_after + p.revoked_safety_buffer:
+                        finished.append((key, serial))
             await gather_limited([self.storage.delete(CERTS_PREFIX + k) for k in doomed])
             self.status.cert_store_deleted_count += len(doomed)
+            if finished:
+                await gather_limited([self._drop_revocation(k, wal) for k, _ in finished])
+                self.status.revoked_cert_deleted_count += len(finished)
+                await self._forget([serial for _, serial in finished])
+
+    async def _wal_in_use(self) -> bool:
+        return (await crlmod.runtime(self.ctx).crl_config(self.storage)).enable_delta or await _any_wal(self.storage)
+
+    async def _drop_revocation(self, key: str, wal: bool) -> None:
+        if wal:
+            await self.storage.delete(WAL_PREFIX + key)
+        await self.storage.delete(REVOKED_PREFIX + key)
+
+    async def _forget(self, serials: list[int], flush: bool = False) -> None:
+        """Drop serials from the CRL index in batches, so the list of them stays small."""
+        self._removed.extend(serials)
+        if self._removed and (flush or len(self._removed) >= FORGET_BATCH):
+            await _forget_in_crl_index(self.storage, self.ctx, self._removed)
+            self._removed, self._forgot = [], True
 
     async def _revoked(self) -> None:
         now = time.time()
         p = self.params
         issuers = self.ctx.issuers(self.storage)
         known = {r.id for r in await issuers.all()}
-        wal = (await crlmod.runtime(self.ctx).crl_config(self.storage)).enable_delta or await _any_wal(self.storage)
-        removed: list[int] = []
-        forgot = False
+        wal = await self._wal_in_use()
 
         async def drop(key: str, cert_gone: bool) -> None:
             # Record last: if we die midway the record is still there and the next tidy finishes the job.
@@ -292,16 +326,8 @@ class Tidy:
                     gone = swept is not None and swept > not_after + p.revoked_safety_buffer
                     doomed.append((key, gone))
             await gather_limited([drop(k, gone) for k, gone in doomed])
-            removed.extend(s for s in (hyphen_to_int(k) for k, _ in doomed) if s is not None)
             self.status.revoked_cert_deleted_count += len(doomed)
-            if len(removed) >= FORGET_BATCH:
-                await _forget_in_crl_index(self.storage, self.ctx, removed)
-                removed, forgot = [], True
-        if removed:
-            await _forget_in_crl_index(self.storage, self.ctx, removed)
-            forgot = True
-        if forgot and not (await crlmod.runtime(self.ctx).crl_config(self.storage)).auto_rebuild:
-            await crlmod.request_rebuild(self.storage, self.ctx)
+            await self._forget([s for s in (hyphen_to_int(k) for k, _ in doomed) if s is not None])
 
     async def _expired_issuers(self) -> None:
         issuers = self.ctx.issuers(self.storage)
