@@ -2,32 +2,15 @@
 revoked, tidied in one background run that must finish, count what it removed, and leave nothing expired."""
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from integration.harness import BaoServer
 
 COUNT = 2000
 REVOKED_EVERY = 3          # one in three is revoked before it expires
 TTL_SECONDS = 45           # long enough to issue and revoke them all, short enough to wait for
-
-
-def _parallel(bao: BaoServer, calls: list[tuple[str, str, dict | None]]) -> list[requests.Response]:
-    local = threading.local()
-
-    def one(call: tuple[str, str, dict | None]) -> requests.Response:
-        if not hasattr(local, "s"):
-            local.s = requests.Session()
-            local.s.headers["X-Vault-Token"] = bao.token
-        method, path, body = call
-        return local.s.request(method, f"{bao.addr}/v1/{path}", json=body, timeout=120)
-
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(one, calls))
 
 
 def _listed(bao: BaoServer, path: str) -> set[str]:
@@ -47,13 +30,13 @@ def test_tidy_of_thousands_of_expired_certs_finishes_and_removes_them_all(bao: B
     bao.http("POST", f"{m}/roles/short", json={"allow_any_name": True, "key_type": "ec",
                                                "ttl": f"{TTL_SECONDS}s"}).raise_for_status()
     bao.http("POST", f"{m}/roles/long", json={"allow_any_name": True, "key_type": "ec", "ttl": "1h"}).raise_for_status()
-    issued = _parallel(bao, [("POST", f"{m}/issue/short", {"common_name": "a.example.com"})] * COUNT)
+    issued = bao.parallel([("POST", f"{m}/issue/short", {"common_name": "a.example.com"})] * COUNT)
     assert all(r.status_code == 200 for r in issued)
     serials = [r.json()["data"]["serial_number"] for r in issued]
     expirations = [r.json()["data"]["expiration"] for r in issued]
     revoked = serials[::REVOKED_EVERY]
     # An expired certificate cannot be revoked (400), so all-200 also shows every revoke beat its expiry.
-    statuses = [r.status_code for r in _parallel(bao, [("POST", f"{m}/revoke", {"serial_number": s})
+    statuses = [r.status_code for r in bao.parallel([("POST", f"{m}/revoke", {"serial_number": s})
                                                        for s in revoked])]
     assert statuses == [200] * len(revoked), "some revokes failed (too slow to beat the certificates' expiry?)"
     # Live certificates (one of them revoked) that tidy must leave alone.

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import requests
@@ -23,18 +21,8 @@ TTL_SECONDS = 240
 
 
 def _parallel(bao: BaoServer, calls: list[tuple[str, str, dict | None]]) -> tuple[float, list[requests.Response]]:
-    local = threading.local()
-
-    def one(call: tuple[str, str, dict | None]) -> requests.Response:
-        if not hasattr(local, "s"):
-            local.s = requests.Session()
-            local.s.headers["X-Vault-Token"] = bao.token
-        method, path, body = call
-        return local.s.request(method, f"{bao.addr}/v1/{path}", json=body, timeout=120)
-
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        out = list(pool.map(one, calls))
+    out = bao.parallel(calls, CLIENTS)
     return time.perf_counter() - t0, out
 
 
