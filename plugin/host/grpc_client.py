@@ -9,13 +9,13 @@ from urllib.parse import unquote
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from plugin.host import http2, sockets
+from plugin.host import grpc_messages, http2, sockets
 
 M = TypeVar("M")
 
 
 class ClientStream(http2.Stream):
-    __slots__ = ("done", "status", "message", "_buf", "_reply", "_http_status")
+    __slots__ = ("done", "status", "message", "_buf", "_http_status")
 
     def __init__(self, stream_id: int, send_window: int, done: asyncio.Future[None]) -> None:
         super().__init__(stream_id, send_window)
@@ -23,7 +23,6 @@ class ClientStream(http2.Stream):
         self.status: int | None = None
         self.message = ""
         self._buf = bytearray()
-        self._reply: bytes | None = None
         self._http_status = ""
 
     def on_headers(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
@@ -58,15 +57,13 @@ class ClientStream(http2.Stream):
         self.done.set_result(None)
 
     def reply_bytes(self) -> bytes:
-        buf = self._buf
-        if len(buf) < 5:
-            raise GRPCError(Status.INTERNAL, "reply without a message")
-        if buf[0]:
-            raise GRPCError(Status.INTERNAL, "compressed reply")
-        size = int.from_bytes(buf[1:5], "big")
-        if len(buf) < 5 + size:
-            raise GRPCError(Status.INTERNAL, "truncated reply")
-        return bytes(buf[5:5 + size])
+        try:
+            message = grpc_messages.take(self._buf)
+        except grpc_messages.CompressedMessage:
+            raise GRPCError(Status.INTERNAL, "compressed reply") from None
+        if message is None:
+            raise GRPCError(Status.INTERNAL, "reply without a message" if len(self._buf) < 5 else "truncated reply")
+        return message
 
 
 class GrpcClientConnection(http2.Connection):
@@ -86,8 +83,8 @@ class GrpcClientConnection(http2.Connection):
             # :method POST and :scheme are static-table entries; :path and :authority reuse static names.
             scheme = b"\x87" if self._scheme == b"https" else b"\x86"
             block = (b"\x83" + scheme
-                     + http2._hpack_int(4, 4) + http2._hpack_int(len(path), 7) + path.encode()
-                     + http2._hpack_int(1, 4) + http2._hpack_int(len(self._authority), 7) + self._authority
+                     + http2.hpack_int(4, 4) + http2.hpack_int(len(path), 7) + path.encode()
+                     + http2.hpack_int(1, 4) + http2.hpack_int(len(self._authority), 7) + self._authority
                      + http2.hpack_block([(b"content-type", b"application/grpc"), (b"te", b"trailers")]))
             self._blocks[path] = block
         return block
@@ -109,7 +106,7 @@ class GrpcClientConnection(http2.Connection):
         body = request.SerializeToString()
         try:
             self.send_headers(stream, self._request_block(path), False)
-            await self.send_data(stream, len(body).to_bytes(5, "big") + body, end_stream=True)
+            await self.send_data(stream, grpc_messages.frame(body), end_stream=True)
             await stream.done
         except asyncio.CancelledError:
             self.reset(stream, http2.ERR_CANCEL)

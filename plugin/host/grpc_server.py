@@ -16,7 +16,7 @@ from urllib.parse import quote
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from plugin.host import http2, sockets
+from plugin.host import grpc_messages, http2, sockets
 
 log = logging.getLogger("python-pki.grpc")
 
@@ -34,7 +34,7 @@ _OK_TRAILERS = trailers_block(Status.OK, None)
 
 
 class ServerStream(http2.Stream):
-    __slots__ = ("conn", "path", "metadata", "request_type", "reply_type", "task", "_buf", "_messages", "_waiter",
+    __slots__ = ("conn", "path", "metadata", "request_type", "task", "_buf", "_messages", "_waiter",
                  "_headers_sent", "_trailers_sent")
 
     def __init__(self, conn: "GrpcServerConnection", stream_id: int) -> None:
@@ -43,7 +43,6 @@ class ServerStream(http2.Stream):
         self.path = ""
         self.metadata: dict[str, str] = {}
         self.request_type: Any = None
-        self.reply_type: Any = None
         self.task: asyncio.Task[None] | None = None
         self._buf = bytearray()
         self._messages: collections.deque[bytes] = collections.deque()
@@ -65,18 +64,14 @@ class ServerStream(http2.Stream):
         self.conn.dispatch(self)
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
-        buf = self._buf
         if data:
-            buf += data
-            while len(buf) >= 5:
-                size = int.from_bytes(buf[1:5], "big")
-                if len(buf) < 5 + size:
-                    break
-                if buf[0]:
-                    self._abort(Status.UNIMPLEMENTED, "compressed messages are not supported")
-                    return
-                self._messages.append(bytes(buf[5:5 + size]))
-                del buf[:5 + size]
+            self._buf += data
+            try:
+                while (message := grpc_messages.take(self._buf)) is not None:
+                    self._messages.append(message)
+            except grpc_messages.CompressedMessage:
+                self._abort(Status.UNIMPLEMENTED, "compressed messages are not supported")
+                return
         self._wake()
 
     def on_reset(self, code: int) -> None:
@@ -116,7 +111,7 @@ class ServerStream(http2.Stream):
         if not self._headers_sent:
             self._headers_sent = True
             self.conn.send_headers(self, _RESPONSE_HEADERS, False)
-        await self.conn.send_data(self, len(body).to_bytes(5, "big") + body)
+        await self.conn.send_data(self, grpc_messages.frame(body))
 
     async def send_trailing_metadata(self, *, status: Status = Status.OK, status_message: str | None = None,
                                      **_: Any) -> None:
@@ -163,7 +158,7 @@ class GrpcServerConnection(http2.Connection):
         if handler is None:
             stream.finish(Status.UNIMPLEMENTED, f"Method not found: {stream.path}")
             return
-        stream.request_type, stream.reply_type = handler.request_type, handler.reply_type
+        stream.request_type = handler.request_type
         stream.task = self.loop.create_task(self._run(handler.func, stream))
 
     async def _run(self, func: Any, stream: ServerStream) -> None:

@@ -68,7 +68,7 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes | memoryview = b
     return _FRAME_HEADER.pack(n >> 16, n & 0xFFFF, kind, flags, stream_id) + payload
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+def hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
     limit = (1 << prefix_bits) - 1
     if value < limit:
         return bytes((first | value,))
@@ -83,7 +83,7 @@ def _hpack_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
 
 def hpack_literal(name: bytes, value: bytes) -> bytes:
     """A header field as an HPACK literal without indexing, new name, no Huffman coding."""
-    return b"\x00" + _hpack_int(len(name), 7) + name + _hpack_int(len(value), 7) + value
+    return b"\x00" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
 
 
 def hpack_block(headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -22,7 +22,7 @@ _AGAIN = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWr
 
 
 class SocketTransport(asyncio.Transport):
-    """The part of asyncio's Transport our HTTP/2 connection uses: write, close, is_closing, extra info."""
+    """The part of asyncio's Transport our HTTP/2 connection uses: write, close, is_closing."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol) -> None:
         super().__init__()
@@ -123,17 +123,6 @@ class SocketTransport(asyncio.Transport):
             pass
         self._loop.call_soon(self._protocol.connection_lost, exc)  # type: ignore[arg-type]
 
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        if name == "socket":
-            return self._sock
-        if name == "ssl_object":
-            return self._sock if self._tls else default
-        if name == "peername":
-            try:
-                return self._sock.getpeername()
-            except OSError:
-                return default
-        return default
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, writable: bool) -> None:
