@@ -198,6 +198,7 @@ class Tidy:
         self._cert_pass_time: float | None = None   # `now` of this run's cert-store pass, when it ran
         self._removed: list[int] = []                # serials whose records are gone, not yet out of the CRL index
         self._forgot = False
+        self._wal: bool | None = None                # whether delta WAL pointers must be deleted too
 
     async def run(self) -> None:
         p = self.params
@@ -274,7 +275,11 @@ class Tidy:
                 await self._forget([serial for _, serial in finished])
 
     async def _wal_in_use(self) -> bool:
-        return (await crlmod.runtime(self.ctx).crl_config(self.storage)).enable_delta or await _any_wal(self.storage)
+        # Asked by both passes; one answer per run saves the second listing of the WAL.
+        if self._wal is None:
+            self._wal = (await crlmod.runtime(self.ctx).crl_config(self.storage)).enable_delta \
+                or await _any_wal(self.storage)
+        return self._wal
 
     async def _drop_revocation(self, key: str, wal: bool) -> None:
         if wal:
