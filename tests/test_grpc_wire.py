@@ -331,3 +331,77 @@ def test_a_call_the_server_will_never_process_fails_at_its_goaway() -> None:
         return err.value
 
     assert asyncio.run(go()).status == Status.UNAVAILABLE
+
+
+def _request_frames(sid: int, path: str, message: bytes) -> bytes:
+    from hpack import Encoder
+
+    from plugin.host import grpc_messages
+    block = Encoder().encode([(":method", "POST"), (":scheme", "http"), (":path", path),
+                              (":authority", "localhost"), ("content-type", "application/grpc")])
+    return (http2.frame(http2.HEADERS, http2.FLAG_END_HEADERS, sid, block)
+            + http2.frame(http2.DATA, http2.FLAG_END_STREAM, sid, grpc_messages.frame(message)))
+
+
+def _grpc_status(data: bytes) -> str | None:
+    from hpack import Decoder
+    pos, decoder, status = 0, Decoder(), None
+    while pos < len(data):
+        length, kind = int.from_bytes(data[pos:pos + 3], "big"), data[pos + 3]
+        if kind == http2.HEADERS:
+            for name, value in decoder.decode(data[pos + 9:pos + 9 + length]):
+                if name == "grpc-status":
+                    status = value
+        pos += 9 + length
+    return status
+
+
+def test_a_unary_call_that_needs_no_waiting_is_answered_inside_the_receive_call() -> None:
+    from plugin.host.grpc_server import GrpcServerConnection
+
+    async def go() -> None:
+        service = StorageService()
+        await service.store.put("k", b"value")
+        conn = GrpcServerConnection(service.__mapping__())
+        rec = Recorder()
+        conn.connection_made(rec)  # type: ignore[arg-type]
+        conn.data_received(http2.PREFACE)
+        await asyncio.sleep(0)
+        rec.writes.clear()
+        conn.data_received(_request_frames(1, "/pb.Storage/Get", backend_pb2.StorageGetArgs(key="k")
+                                           .SerializeToString()))
+        # No loop turn has passed: the reply, with its trailers, went out as one write before data_received returned.
+        assert len(rec.writes) == 1 and b"value" in rec.writes[0] and _grpc_status(rec.writes[0]) == "0"
+        assert not conn.streams
+
+    asyncio.run(go())
+
+
+def test_an_eagerly_started_handler_that_waits_goes_on_as_a_task_and_can_be_cancelled() -> None:
+    from plugin.host.grpc_server import GrpcServerConnection
+
+    async def go() -> None:
+        service = StorageService()
+        await service.store.put("hang", b"late")
+        conn = GrpcServerConnection(service.__mapping__())
+        rec = Recorder()
+        conn.connection_made(rec)  # type: ignore[arg-type]
+        conn.data_received(http2.PREFACE)
+        await asyncio.sleep(0)
+        rec.writes.clear()
+        get = backend_pb2.StorageGetArgs(key="hang").SerializeToString()
+        conn.data_received(_request_frames(1, "/pb.Storage/Get", get) + _request_frames(3, "/pb.Storage/Get", get))
+        assert rec.writes == []                      # both wait on the event
+        waiting = conn.streams[3]
+        assert waiting.task is not None
+        conn.data_received(http2.frame(http2.RST_STREAM, 0, 3, (http2.ERR_CANCEL).to_bytes(4, "big")))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert waiting.task.done()                  # the reset reached the handler through the resumed task
+        service.hang.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(rec.writes) == 1 and b"late" in rec.writes[0] and _grpc_status(rec.writes[0]) == "0"
+        assert not conn.streams
+
+    asyncio.run(go())

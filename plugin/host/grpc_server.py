@@ -34,7 +34,7 @@ _OK_TRAILERS = trailers_block(Status.OK, None)
 
 
 class ServerStream(http2.Stream):
-    __slots__ = ("conn", "path", "metadata", "request_type", "task", "_buf", "_messages", "_waiter",
+    __slots__ = ("conn", "path", "metadata", "request_type", "task", "handler", "_buf", "_messages", "_waiter",
                  "_headers_sent", "_trailers_sent")
 
     def __init__(self, conn: "GrpcServerConnection", stream_id: int) -> None:
@@ -44,6 +44,7 @@ class ServerStream(http2.Stream):
         self.metadata: dict[str, str] = {}
         self.request_type: Any = None
         self.task: asyncio.Task[None] | None = None
+        self.handler: Any = None        # a unary-request handler waiting for its request message
         self._buf = bytearray()
         self._messages: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -54,6 +55,7 @@ class ServerStream(http2.Stream):
     def on_headers(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         if self.path:
             self._wake()        # trailers from a client carry nothing we use; end_stream is what matters
+            self._start_if_ready()
             return
         for name, value in headers:
             if name == b":path":
@@ -62,6 +64,7 @@ class ServerStream(http2.Stream):
                                                             b"grpc-accept-encoding", b"grpc-encoding"):
                 self.metadata[name.decode("latin-1")] = value.decode("latin-1")
         self.conn.dispatch(self)
+        self._start_if_ready()
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         if data:
@@ -73,6 +76,12 @@ class ServerStream(http2.Stream):
                 self._abort(Status.UNIMPLEMENTED, "compressed messages are not supported")
                 return
         self._wake()
+        self._start_if_ready()
+
+    def _start_if_ready(self) -> None:
+        if self.handler is not None and (self._messages or self.remote_closed or self.reset_code is not None):
+            handler, self.handler = self.handler, None
+            self.conn.start(handler, self)
 
     def on_reset(self, code: int) -> None:
         self.reset_code = code
@@ -159,7 +168,22 @@ class GrpcServerConnection(http2.Connection):
             stream.finish(Status.UNIMPLEMENTED, f"Method not found: {stream.path}")
             return
         stream.request_type = handler.request_type
-        stream.task = self.loop.create_task(self._run(handler.func, stream))
+        if handler.cardinality.client_streaming:
+            self.start(handler, stream)
+        else:
+            stream.handler = handler     # started once its one request message is here (see `start`)
+
+    def start(self, handler: Any, stream: ServerStream) -> None:
+        """Run the handler at once, inside the receive call, as far as it goes without waiting. Most unary calls
+        (resolve-path, reads served from memory, existence checks) finish right here, so their reply leaves in the
+        loop turn their request arrived in, without a task, a future or two more turns of the loop. A handler that
+        does wait continues as a task from where it stopped."""
+        coro = self._run(handler.func, stream)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        stream.task = self.loop.create_task(_resume(coro, waiting_on))
 
     async def _run(self, func: Any, stream: ServerStream) -> None:
         try:
@@ -183,6 +207,41 @@ class GrpcServerConnection(http2.Connection):
         super().connection_lost(exc)
         if self._on_lost is not None:
             self._on_lost(self)
+
+
+class _Resumed:
+    """Awaiting this drives an already started coroutine to its end, passing through what it waits on, the way
+    a task would have from its start (Python 3.11 has no eager tasks)."""
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Any, waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Any:
+        coro, waiting_on = self._coro, self._waiting_on
+        self._coro = self._waiting_on = None
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - cancellation and the like go to the handler
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    waiting_on = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Any, waiting_on: Any) -> None:
+    await _Resumed(coro, waiting_on)
 
 
 class GrpcServer:

@@ -130,6 +130,7 @@ class Connection(asyncio.Protocol):
         self._header_cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._receiving = False     # inside data_received: writes wait for its end, then leave in one go
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_acks: list[bytes] = []
         self._peer_max_frame = DEFAULT_MAX_FRAME
@@ -153,6 +154,17 @@ class Connection(asyncio.Protocol):
                     + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", OUR_CONNECTION_WINDOW - DEFAULT_WINDOW)))
 
     def data_received(self, data: bytes) -> None:
+        # Handlers that finish without waiting (eagerly started unary calls) reply from inside this call: their
+        # frames are written once it returns, in the same loop turn as the request, instead of a turn later.
+        self._receiving = True
+        try:
+            self._receive(data)
+        finally:
+            self._receiving = False
+            if self._out:
+                self._flush()
+
+    def _receive(self, data: bytes) -> None:
         buf = self._buf
         buf += data
         try:
@@ -364,7 +376,7 @@ class Connection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         # Coalesced: one TLS record and one syscall per loop turn, whatever number of frames it holds.
         self._out.append(data)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._receiving:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 
