@@ -356,18 +356,24 @@ def _grpc_status(data: bytes) -> str | None:
     return status
 
 
-def test_a_unary_call_that_needs_no_waiting_is_answered_inside_the_receive_call() -> None:
+async def _served_storage(key: str, value: bytes) -> tuple[StorageService, Any, Recorder]:
+    """A storage service holding one key, behind a server connection whose writes a Recorder keeps (the
+    connection's own SETTINGS already cleared)."""
     from plugin.host.grpc_server import GrpcServerConnection
+    service = StorageService()
+    await service.store.put(key, value)
+    conn = GrpcServerConnection(service.__mapping__())
+    rec = Recorder()
+    conn.connection_made(rec)  # type: ignore[arg-type]
+    conn.data_received(http2.PREFACE)
+    await asyncio.sleep(0)
+    rec.writes.clear()
+    return service, conn, rec
 
+
+def test_a_unary_call_that_needs_no_waiting_is_answered_inside_the_receive_call() -> None:
     async def go() -> None:
-        service = StorageService()
-        await service.store.put("k", b"value")
-        conn = GrpcServerConnection(service.__mapping__())
-        rec = Recorder()
-        conn.connection_made(rec)  # type: ignore[arg-type]
-        conn.data_received(http2.PREFACE)
-        await asyncio.sleep(0)
-        rec.writes.clear()
+        service, conn, rec = await _served_storage("k", b"value")
         conn.data_received(_request_frames(1, "/pb.Storage/Get", backend_pb2.StorageGetArgs(key="k")
                                            .SerializeToString()))
         # No loop turn has passed: the reply, with its trailers, went out as one write before data_received returned.
@@ -378,17 +384,8 @@ def test_a_unary_call_that_needs_no_waiting_is_answered_inside_the_receive_call(
 
 
 def test_an_eagerly_started_handler_that_waits_goes_on_as_a_task_and_can_be_cancelled() -> None:
-    from plugin.host.grpc_server import GrpcServerConnection
-
     async def go() -> None:
-        service = StorageService()
-        await service.store.put("hang", b"late")
-        conn = GrpcServerConnection(service.__mapping__())
-        rec = Recorder()
-        conn.connection_made(rec)  # type: ignore[arg-type]
-        conn.data_received(http2.PREFACE)
-        await asyncio.sleep(0)
-        rec.writes.clear()
+        service, conn, rec = await _served_storage("hang", b"late")
         get = backend_pb2.StorageGetArgs(key="hang").SerializeToString()
         conn.data_received(_request_frames(1, "/pb.Storage/Get", get) + _request_frames(3, "/pb.Storage/Get", get))
         assert rec.writes == []                      # both wait on the event
