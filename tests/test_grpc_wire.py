@@ -356,11 +356,36 @@ def _grpc_status(data: bytes) -> str | None:
     return status
 
 
-async def _served_storage(key: str, value: bytes) -> tuple[StorageService, Any, Recorder]:
+def _run_briefly(coro: Any, timeout: float = 5) -> None:
+    """Run one test coroutine, failing after `timeout`; tasks left behind are dropped, not awaited, so a handler
+    stuck by a regression fails the test instead of hanging the run."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(coro, timeout))
+    finally:
+        loop.close()
+
+
+class CancelRecordingStorage(StorageService):
+    """Counts the Get handlers that saw their cancellation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = 0
+
+    async def fetch(self, key: str) -> bytes | None:
+        try:
+            return await super().fetch(key)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def _served_storage(key: str, value: bytes) -> tuple[CancelRecordingStorage, Any, Recorder]:
     """A storage service holding one key, behind a server connection whose writes a Recorder keeps (the
     connection's own SETTINGS already cleared)."""
     from plugin.host.grpc_server import GrpcServerConnection
-    service = StorageService()
+    service = CancelRecordingStorage()
     await service.store.put(key, value)
     conn = GrpcServerConnection(service.__mapping__())
     rec = Recorder()
@@ -380,25 +405,32 @@ def test_a_unary_call_that_needs_no_waiting_is_answered_inside_the_receive_call(
         assert len(rec.writes) == 1 and b"value" in rec.writes[0] and _grpc_status(rec.writes[0]) == "0"
         assert not conn.streams
 
-    asyncio.run(go())
+    _run_briefly(go())
 
 
 def test_an_eagerly_started_handler_that_waits_goes_on_as_a_task_and_can_be_cancelled() -> None:
     async def go() -> None:
         service, conn, rec = await _served_storage("hang", b"late")
         get = backend_pb2.StorageGetArgs(key="hang").SerializeToString()
-        conn.data_received(_request_frames(1, "/pb.Storage/Get", get) + _request_frames(3, "/pb.Storage/Get", get))
-        assert rec.writes == []                      # both wait on the event
-        waiting = conn.streams[3]
-        assert waiting.task is not None
-        conn.data_received(http2.frame(http2.RST_STREAM, 0, 3, (http2.ERR_CANCEL).to_bytes(4, "big")))
+        conn.data_received(b"".join(_request_frames(sid, "/pb.Storage/Get", get) for sid in (1, 3, 5)))
+        assert rec.writes == []                      # all three wait on the event
+        first_step_pending, running = conn.streams[3], conn.streams[5]
+
+        def reset(sid: int) -> None:
+            conn.data_received(http2.frame(http2.RST_STREAM, 0, sid, http2.ERR_CANCEL.to_bytes(4, "big")))
+
+        reset(3)                                     # before its task has taken a single step
         for _ in range(3):
             await asyncio.sleep(0)
-        assert waiting.task.done()                  # the reset reached the handler through the resumed task
+        reset(5)                                     # while its task waits
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert first_step_pending.task.done() and running.task.done()
+        assert service.cancelled == 2                # both cancellations reached the handler's await
         service.hang.set()
         for _ in range(5):
             await asyncio.sleep(0)
         assert len(rec.writes) == 1 and b"late" in rec.writes[0] and _grpc_status(rec.writes[0]) == "0"
         assert not conn.streams
 
-    asyncio.run(go())
+    _run_briefly(go())

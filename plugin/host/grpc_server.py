@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import collections.abc
 import logging
 import ssl
 from typing import Any, Iterable
@@ -183,7 +184,7 @@ class GrpcServerConnection(http2.Connection):
             waiting_on = coro.send(None)
         except StopIteration:
             return
-        stream.task = self.loop.create_task(_resume(coro, waiting_on))
+        stream.task = self.loop.create_task(_Continuation(coro, waiting_on))
 
     async def _run(self, func: Any, stream: ServerStream) -> None:
         try:
@@ -209,39 +210,40 @@ class GrpcServerConnection(http2.Connection):
             self._on_lost(self)
 
 
-class _Resumed:
-    """Awaiting this drives an already started coroutine to its end, passing through what it waits on, the way
-    a task would have from its start (Python 3.11 has no eager tasks)."""
+class _Continuation(collections.abc.Coroutine):
+    """The rest of an eagerly started coroutine, in a form a task can drive (Python 3.11 has no eager tasks).
+    The first `send` hands the task what the coroutine already waits on; everything after goes straight to the
+    coroutine. A cancellation that comes before the task's first step is thrown into the coroutine too, at the
+    await it stopped on, so its `finally` blocks and `async with` exits run: wrapped in a coroutine function of
+    our own, such a cancellation would end the wrapper before it ever ran and leave the handler suspended."""
 
-    __slots__ = ("_coro", "_waiting_on")
+    __slots__ = ("_coro", "_first", "_started")
 
     def __init__(self, coro: Any, waiting_on: Any) -> None:
         self._coro = coro
-        self._waiting_on = waiting_on
+        self._first = waiting_on
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            first, self._first = self._first, None
+            return first
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._started = True
+        self._first = None
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._first = None
+        self._coro.close()
 
     def __await__(self) -> Any:
-        coro, waiting_on = self._coro, self._waiting_on
-        self._coro = self._waiting_on = None
-        while True:
-            try:
-                sent = yield waiting_on
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # noqa: BLE001 - cancellation and the like go to the handler
-                try:
-                    waiting_on = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    waiting_on = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _resume(coro: Any, waiting_on: Any) -> None:
-    await _Resumed(coro, waiting_on)
+        raise TypeError("a continuation is driven by its task, never awaited")
 
 
 class GrpcServer:
