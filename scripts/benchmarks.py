@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-
 from integration.harness import BaoServer, unique_name
 from scripts import loadgen
 
