@@ -162,7 +162,9 @@ class Connection(asyncio.Protocol):
         finally:
             self._receiving = False
             if self._out:
-                self._flush()
+                self._flush()           # PING answers ride along
+            elif self._ping_acks and self._ping_timer is None and not self._flush_scheduled:
+                self._ping_timer = self._loop.call_later(PING_ACK_DELAY, self._ping_timer_fired)  # type: ignore
 
     def _receive(self, data: bytes) -> None:
         buf = self._buf
@@ -362,11 +364,10 @@ class Connection(asyncio.Protocol):
     def _ack_ping(self, payload: bytes) -> None:
         # Go's gRPC sends a flow-control (BDP) ping after nearly every message it receives and sends no other
         # until that one is answered. Answered at once, each costs us a TLS record and a syscall of its own;
-        # held briefly, the answer rides after the next reply and Go pings half as often. The timer bounds the
-        # delay when no reply follows, so a keepalive ping is still answered within milliseconds.
+        # held briefly, the answer rides after the next reply and Go pings half as often. When the receive that
+        # brought the ping writes nothing, `data_received` starts a timer that bounds the delay, so a keepalive
+        # ping is still answered within milliseconds.
         self._ping_acks.append(frame(PING, FLAG_ACK, 0, payload))
-        if not self._flush_scheduled and self._ping_timer is None:
-            self._ping_timer = self._loop.call_later(PING_ACK_DELAY, self._ping_timer_fired)  # type: ignore[union-attr]
 
     def _ping_timer_fired(self) -> None:
         self._ping_timer = None
