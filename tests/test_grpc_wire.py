@@ -259,14 +259,19 @@ def test_a_repeated_indexed_header_block_follows_the_peers_table_changes() -> No
     assert conn._decode(same_bytes) == [(b"x-other", b"b")]
 
 
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(type, payload) of each HTTP/2 frame in what was written."""
+    out, pos = [], 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 3], "big")
+        out.append((data[pos + 3], data[pos + 9:pos + 9 + length]))
+        pos += 9 + length
+    return out
+
+
 def test_a_ping_is_answered_after_the_next_reply_or_soon_without_one() -> None:
-    def frames(data: bytes) -> list[int]:
-        kinds, pos = [], 0
-        while pos < len(data):
-            length = int.from_bytes(data[pos:pos + 3], "big")
-            kinds.append(data[pos + 3])
-            pos += 9 + length
-        return kinds
+    def kinds(data: bytes) -> list[int]:
+        return [kind for kind, _ in _frames(data)]
 
     async def go() -> tuple[list[bytes], list[bytes]]:
         conn = http2.Connection()
@@ -285,9 +290,9 @@ def test_a_ping_is_answered_after_the_next_reply_or_soon_without_one() -> None:
         return with_reply, list(rec.writes)
 
     with_reply, alone = asyncio.run(go())
-    assert len(with_reply) == 1 and frames(with_reply[0]) == [http2.DATA, http2.PING]
+    assert len(with_reply) == 1 and kinds(with_reply[0]) == [http2.DATA, http2.PING]
     assert with_reply[0].endswith(b"12345678")
-    assert len(alone) == 1 and frames(alone[0]) == [http2.PING] and alone[0].endswith(b"abcdefgh")
+    assert len(alone) == 1 and kinds(alone[0]) == [http2.PING] and alone[0].endswith(b"abcdefgh")
 
 
 def test_tcp_with_mtls_both_ways(tmp_path: Path) -> None:
@@ -345,14 +350,12 @@ def _request_frames(sid: int, path: str, message: bytes) -> bytes:
 
 def _grpc_status(data: bytes) -> str | None:
     from hpack import Decoder
-    pos, decoder, status = 0, Decoder(), None
-    while pos < len(data):
-        length, kind = int.from_bytes(data[pos:pos + 3], "big"), data[pos + 3]
+    decoder, status = Decoder(), None
+    for kind, payload in _frames(data):
         if kind == http2.HEADERS:
-            for name, value in decoder.decode(data[pos + 9:pos + 9 + length]):
+            for name, value in decoder.decode(payload):
                 if name == "grpc-status":
                     status = value
-        pos += 9 + length
     return status
 
 
