@@ -6,14 +6,10 @@ for real; both workflows must end in a certificate chaining to that mount's root
 from __future__ import annotations
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from integration.acme_support import external_ca_plugin, pebble_ca, xca  # noqa: F401 - fixtures
 from integration.harness import unique_name
-from tests.external_ca.flows import assert_chains_to_root, san_values
+from tests.external_ca.flows import assert_chains_to_root, csr_pem, san_values
 
 pytestmark = pytest.mark.acme
 
@@ -41,15 +37,6 @@ def builtin_acme(bao, pebble_ca):
         bao.disable_mount(path)
 
 
-def _csr(names: list[str]) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-           .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-           .sign(key, hashes.SHA256()))
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
 @pytest.mark.parametrize("workflow", ["identifiers", "csr"])
 def test_order_from_openbao_builtin_acme(xca, pebble_ca, builtin_acme, workflow):
     directory, root_pem = builtin_acme
@@ -58,7 +45,7 @@ def test_order_from_openbao_builtin_acme(xca, pebble_ca, builtin_acme, workflow)
     xca.ok("PUT", "role/web", json={"acme_account_name": "bao", "allowed_domains": "example.com",
                                     "allowed_domain_options": "subdomains", "allowed_challenge_types": "dns-01"})
     names = [f"{workflow}.bao.example.com", f"www.{workflow}.bao.example.com"]
-    body = {"identifiers": names} if workflow == "identifiers" else {"csr": _csr(names)}
+    body = {"identifiers": names} if workflow == "identifiers" else {"csr": csr_pem(names)}
     oid = xca.ok("PUT", "role/web/new-order", json=body)["order_id"]
     data = xca.wait_status("web", oid, ("awaiting-challenge-fulfillment", "completed"))
     assert data["order_status"] in ("awaiting-challenge-fulfillment", "completed"), data

@@ -5,11 +5,24 @@ import asyncio
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from .harness import Client
 from .pebble import Pebble
 
 TERMINAL = ("completed", "error", "expired", "revoked")
+
+
+def csr_pem(names: list[str]) -> str:
+    """A PEM CSR on a fresh P-256 key: the first name as CN, all of them as DNS SANs."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 async def account(c: Client, pebble: Pebble, name: str = "pb", directory_url: str | None = None,

@@ -7,10 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from engine.external_ca import build_backend
 from engine.external_ca.acme_client import AcmeFailed, RetryLater
@@ -18,6 +15,7 @@ from engine.external_ca.common import SEAL_WRAPPED_PREFIXES
 from engine.external_ca.records import load_order
 from plugin.framework import StaticSystemView
 from .fake_ca import FakeCA
+from .flows import csr_pem
 from .harness import Client
 
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -59,15 +57,6 @@ async def status(c: Client, oid: str, role: str = "web") -> dict[str, Any]:
     st, body = await c.read(f"role/{role}/order/{oid}/status")
     assert st == 200, body
     return body["data"]
-
-
-def csr_pem(names: list[str]) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-           .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-           .sign(key, hashes.SHA256()))
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 # --- shapes -------------------------------------------------------------------------------------------
