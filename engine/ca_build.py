@@ -15,8 +15,8 @@ from cryptography.x509.oid import ExtensionOID
 from engine import signing
 from engine.signing import HashAlg, SigningKey
 from engine.urls import AiaUrls, aia_extensions
+from engine.validity import check_order
 from engine.x509util import aki_from_issuer, build_sans, cert_skid, ext_key_usage_oids, new_serial, subject_key_id
-from plugin.framework import UserError
 
 
 @dataclass
@@ -46,17 +46,6 @@ def _ca_key_usage(digital_signature: bool) -> x509.KeyUsage:
         digital_signature=digital_signature, content_commitment=False, key_encipherment=False,
         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
         encipher_only=False, decipher_only=False)
-
-
-def _check_validity(not_before: dt.datetime, not_after: dt.datetime) -> None:
-    from engine.x509util import rfc3339_nano
-
-    if not_before > not_after:
-        raise UserError(f"The certificate's Not Before ({rfc3339_nano(not_before)}) is later than the "
-                        f"certificate's Not After ({rfc3339_nano(not_after)})")
-    if not_before == not_after:
-        raise UserError(f"The certificate's Not Before ({rfc3339_nano(not_before)}) is equal to the "
-                        f"certificate's Not After ({rfc3339_nano(not_after)})")
 
 
 def _ca_extensions(profile: CaProfile, ski: bytes, aki: bytes,
@@ -92,7 +81,7 @@ def _apply(builder: x509.CertificateBuilder,
 async def build_root(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg, use_pss: bool,
                aia: AiaUrls | None) -> x509.Certificate:
     assert profile.not_before is not None and profile.not_after is not None
-    _check_validity(profile.not_before, profile.not_after)
+    check_order(profile.not_before, profile.not_after)
     pub = signer.public_key()
     ski = profile.skid or subject_key_id(pub)
     builder = (x509.CertificateBuilder()
@@ -120,7 +109,7 @@ async def sign_intermediate(signer: SigningKey, issuer_cert: x509.Certificate, c
     """A CA certificate for the CSR's key, issued by `issuer_cert`. With `use_csr_values` the subject, SANs and
     every CSR extension except BasicConstraints are taken from the CSR (CSR extensions win over ours)."""
     assert profile.not_before is not None and profile.not_after is not None
-    _check_validity(profile.not_before, profile.not_after)
+    check_order(profile.not_before, profile.not_after)
     pub: CertificatePublicKeyTypes = csr.public_key()  # type: ignore[assignment]
     ski = profile.skid or subject_key_id(pub)
     subject = csr.subject if use_csr_values else profile.subject

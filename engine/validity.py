@@ -124,10 +124,15 @@ def compute_validity(role: Role, req: ValidityRequest, limits: Limits,
         not_before = explicit_nb
     else:
         not_before = now - dt.timedelta(seconds=backdate)
+    check_order(not_before, not_after)
+    return Validity(not_before=not_before, not_after=not_after, warnings=warnings)
+
+
+def check_order(not_before: dt.datetime, not_after: dt.datetime) -> None:
+    """Vault's refusal of a validity window that is empty or backwards (leaves and CA certificates alike)."""
     if not_before > not_after:
         raise UserError(f"The certificate's Not Before ({rfc3339_nano(not_before)}) is later than the certificate's "
                         f"Not After ({rfc3339_nano(not_after)})")
     if not_before == not_after:
         raise UserError(f"The certificate's Not Before ({rfc3339_nano(not_before)}) is equal to the certificate's "
                         f"Not After ({rfc3339_nano(not_after)})")
-    return Validity(not_before=not_before, not_after=not_after, warnings=warnings)
