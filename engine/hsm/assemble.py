@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,27 +63,29 @@ def _hash(key_type: str, hash_alg: hashes.HashAlgorithm | None) -> hashes.HashAl
     return hash_alg or hashes.SHA256()
 
 
+def _draft_parts(builder: Any, key_type: str, hash_alg: hashes.HashAlgorithm | None,
+                 use_pss: bool) -> tuple[bytes, bytes, list[bytes]]:
+    """(to-be-signed, algorithm identifier, trailing) of the builder's output signed by the throwaway key."""
+    h = _hash(key_type, hash_alg)
+    draft = builder.sign(throwaway_key(key_type), h, **_sign_kwargs(key_type, h, use_pss))
+    return der.signed_parts(draft.public_bytes(serialization.Encoding.DER))
+
+
 def certificate(builder: x509.CertificateBuilder, key_type: str, hash_alg: hashes.HashAlgorithm | None,
                 use_pss: bool, sign: Signer) -> x509.Certificate:
-    h = _hash(key_type, hash_alg)
-    draft = builder.sign(throwaway_key(key_type), h, **_sign_kwargs(key_type, h, use_pss))  # type: ignore[arg-type]
-    tbs, algid, trailing = der.signed_parts(draft.public_bytes(serialization.Encoding.DER))
+    tbs, algid, trailing = _draft_parts(builder, key_type, hash_alg, use_pss)
     return x509.load_der_x509_certificate(der.assemble_signed(tbs, algid, sign(tbs), trailing))
 
 
 def crl(builder: x509.CertificateRevocationListBuilder, key_type: str, hash_alg: hashes.HashAlgorithm | None,
         use_pss: bool, sign: Signer) -> x509.CertificateRevocationList:
-    h = _hash(key_type, hash_alg)
-    draft = builder.sign(throwaway_key(key_type), h, **_sign_kwargs(key_type, h, use_pss))  # type: ignore[arg-type]
-    tbs, algid, trailing = der.signed_parts(draft.public_bytes(serialization.Encoding.DER))
+    tbs, algid, trailing = _draft_parts(builder, key_type, hash_alg, use_pss)
     return x509.load_der_x509_crl(der.assemble_signed(tbs, algid, sign(tbs), trailing))
 
 
 def csr(builder: x509.CertificateSigningRequestBuilder, key_type: str, hash_alg: hashes.HashAlgorithm | None,
         use_pss: bool, public_key: CertificatePublicKeyTypes, sign: Signer) -> x509.CertificateSigningRequest:
-    h = _hash(key_type, hash_alg)
-    draft = builder.sign(throwaway_key(key_type), h, **_sign_kwargs(key_type, h, use_pss))  # type: ignore[arg-type]
-    info, algid, trailing = der.signed_parts(draft.public_bytes(serialization.Encoding.DER))
+    info, algid, trailing = _draft_parts(builder, key_type, hash_alg, use_pss)
     # CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes [0] }
     fields = der.children(der.parse_one(info).value)
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
