@@ -274,11 +274,7 @@ class Orders:
     async def challenge(self, req: Request, d: FieldData) -> Response:
         role = await self._role(req, d)
         rec = await self._order_or_404(req, d)
-        identifier, ctype = d.get("identifier").strip(), d.get("challenge_type").strip()
-        if not identifier or not ctype:
-            raise UserError("identifier and challenge_type are required")
-        if ctype not in role.allowed_challenge_types:
-            raise UserError(f"challenge type {ctype} is not allowed by role {role.name}")
+        identifier, ctype = self._challenge_params(role, d)
         if rec.status is OrderStatus.NEW:
             rec = await self.worker.advance(req.storage, rec.order_id) or rec
         authz, chall = self._find_challenge(rec, identifier, ctype)
@@ -299,6 +295,16 @@ class Orders:
             data["dns_record_value"] = acme_client.dns01_txt_value(chall.token, jwk)
         return Response(data=data)
 
+    @staticmethod
+    def _challenge_params(role: RoleRecord, d: FieldData) -> tuple[str, str]:
+        """(identifier, challenge type) named by the request, both required and the type one the role allows."""
+        identifier, ctype = d.get("identifier").strip(), d.get("challenge_type").strip()
+        if not identifier or not ctype:
+            raise UserError("identifier and challenge_type are required")
+        if ctype not in role.allowed_challenge_types:
+            raise UserError(f"challenge type {ctype} is not allowed by role {role.name}")
+        return identifier, ctype
+
     def _find_challenge(self, rec: OrderRecord, identifier: str, ctype: str) -> tuple[Any, Any]:
         if not rec.authorizations:
             raise UserError(f"order is {rec.status.value}: it has no challenges yet; poll its status")
@@ -317,11 +323,7 @@ class Orders:
 
     async def fulfilled(self, req: Request, d: FieldData) -> Response | None:
         role = await self._role(req, d)
-        identifier, ctype = d.get("identifier").strip(), d.get("challenge_type").strip()
-        if not identifier or not ctype:
-            raise UserError("identifier and challenge_type are required")
-        if ctype not in role.allowed_challenge_types:
-            raise UserError(f"challenge type {ctype} is not allowed by role {role.name}")
+        identifier, ctype = self._challenge_params(role, d)
         rec = await self._order_or_404(req, d)
         async with self.rt.order_locks[rec.order_id]:
             rec = await self._order_or_404(req, d)
