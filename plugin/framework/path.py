@@ -42,6 +42,9 @@ class Path:
     description: str = ""
     # For paths whose POST body is not a JSON field map (e.g. OCSP DER): skip unknown-field warnings.
     takes_raw_body: bool = False
+    # Work that is not one storage write (background tasks, network I/O, several writes): a performance standby
+    # answers it up front with the read-only error, so the server replays it on the active before anything runs.
+    forward_performance_standby: bool = False
     regex: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
