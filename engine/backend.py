@@ -29,11 +29,14 @@ PATH_MODULES: list[str] = [
     "engine.api.crl",
     "engine.api.ocsp",
     "engine.api.tidy",
+    "engine.acme.config_api",
+    "engine.acme.api",
 ]
 
 _ACME_PREFIXES = ("", "issuer/+/", "roles/+/", "issuer/+/roles/+/")
 _ACME_UNAUTH = ("directory", "new-nonce", "new-account", "new-order", "revoke-cert", "key-change", "account/+",
-                "authorization/+", "challenge/+/+", "orders", "order/+", "order/+/finalize", "order/+/cert")
+                "authorization/+", "challenge/+/+", "orders", "order/+", "order/+/finalize", "order/+/cert",
+                "renewal-info", "renewal-info/+")
 
 
 def special_paths() -> SpecialPaths:
