@@ -183,3 +183,26 @@ def test_key_read_and_local_types_refusing_managed_keys(hsm_bao: BaoServer, soft
         assert "private_key" not in resp.text
     assert _listed(bao, f"{mount}/keys") == keys_before
     assert _listed(bao, f"{mount}/issuers") == issuers_before
+
+
+@pytest.mark.parametrize("how", ["slot", "label"])
+def test_second_mount_with_a_wrong_pin_cannot_use_the_first_mounts_login(hsm_bao: BaoServer, softhsm: SoftHsm,  # noqa: F811
+                                                                          how: str) -> None:
+    """Mount B names A's token (by slot, or by label) with a wrong PIN while A is logged in: refused, no CA."""
+    bao = hsm_bao
+    token = softhsm.new_token(pin=PIN)
+    a, b = _mount(bao), _mount(bao)
+    _managed_key(bao, softhsm, a, "ka", token, "a-key", "ec")
+    _write(bao, f"{a}/root/generate/kms", {"common_name": "a root", "managed_key_name": "ka", "ttl": "24h"})
+
+    where: dict[str, Any] = ({"slot": str(softhsm.slot_of(token))} if how == "slot" else {"token_label": token})
+    resp = bao.http("POST", f"{b}/managed-keys/kb", json={"library": softhsm.library, "pin": "not-the-pin",
+                                                          "key_label": "a-key", "mechanism": "0x1041",
+                                                          "curve": "P256", **where})
+    assert 400 <= resp.status_code < 500 and "PIN" in resp.text, resp.text
+    resp = bao.http("POST", f"{b}/root/generate/kms", json={"common_name": "stolen", "managed_key_name": "kb"})
+    assert 400 <= resp.status_code < 500, resp.text
+    assert _listed(bao, f"{b}/issuers") == [] and _listed(bao, f"{b}/keys") == []
+    # A keeps working.
+    _write(bao, f"{a}/root/generate/kms", {"common_name": "a root 2", "managed_key_name": "ka", "ttl": "24h",
+                                           "issuer_name": "second"})

@@ -90,7 +90,6 @@ def paths(ctx: PkiContext) -> list[Path]:
         # Everything checked: the record goes last. Cached signers must pick up the new settings.
         await store.put(cfg)
         if existing is not None:
-            await service.forget(existing)
             for key_id in await service.keys_using(req.storage, existing):
                 ctx.signers.pop(key_id, None)
         return Response(data=cfg.public_view(), warnings=warnings)
@@ -104,7 +103,6 @@ def paths(ctx: PkiContext) -> list[Path]:
         if users:
             raise UserError(f'managed key "{cfg.name}" is in use by key(s): {", ".join(users)}')
         await store.delete(cfg.name)
-        await service.forget(cfg)
         return None
 
     async def exists(req: Request, d: FieldData) -> bool:

@@ -84,11 +84,6 @@ class ManagedKeyConfig:
     def ck_id(self) -> bytes | None:
         return parse_key_id(self.key_id) if self.key_id else None
 
-    def token_key(self) -> tuple[str, str]:
-        """What identifies the token (one login state per token, so one session pool per token)."""
-        where = f"slot:{self.slot}" if self.slot is not None else f"label:{self.token_label}"
-        return self.library, where
-
     def describe_key(self) -> str:
         parts = []
         if self.key_label:

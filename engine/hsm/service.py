@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from engine.hsm.config import ManagedKeyConfig, ManagedKeyStore
 from engine.hsm.errors import ManagedKeyConfigError
 from engine.hsm.signer import HsmSigningKey, run_blocking
-from engine.hsm.token import (KeyNotInToken, KeyRef, TokenPool, drop_pool, generate_op, login_op, module_for, pool_for,
-                              public_key_op)
+from engine.hsm.token import KeyNotInToken, KeyRef, TokenHandle, generate_op, handle_for, public_key_op
 from engine.keys import KeyRecord, KeyStore
 from engine.signing import register_managed_loader
 from engine.storage import Storage
@@ -28,8 +27,9 @@ def key_ref(cfg: ManagedKeyConfig) -> KeyRef:
     return KeyRef(name=cfg.name, label=cfg.key_label, ck_id=cfg.ck_id)
 
 
-def pool(cfg: ManagedKeyConfig) -> TokenPool:
-    return pool_for(cfg.name, cfg.library, cfg.token_key(), cfg.slot, cfg.token_label, cfg.pin, cfg.max_parallel)
+def pool(cfg: ManagedKeyConfig) -> TokenHandle:
+    """The way to this config's token; every use checks the config's own PIN against the token's login."""
+    return handle_for(cfg.library, cfg.slot, cfg.token_label, cfg.pin, cfg.max_parallel)
 
 
 def managed_info(cfg: ManagedKeyConfig) -> dict[str, Any]:
@@ -38,9 +38,9 @@ def managed_info(cfg: ManagedKeyConfig) -> dict[str, Any]:
             "key_id": cfg.key_id, "mechanism": f"0x{cfg.mechanism:04x}"}
 
 
-async def token_public_key(cfg: ManagedKeyConfig, on: TokenPool | None = None) -> CertificatePublicKeyTypes | None:
+async def token_public_key(cfg: ManagedKeyConfig) -> CertificatePublicKeyTypes | None:
     try:
-        return await run_blocking((on or pool(cfg)).run, cfg.name, public_key_op(key_ref(cfg)))
+        return await run_blocking(pool(cfg).run, cfg.name, public_key_op(key_ref(cfg)))
     except KeyNotInToken:
         return None
 
@@ -112,15 +112,13 @@ async def keys_using(storage: Storage, cfg: ManagedKeyConfig) -> list[str]:
 
 
 async def verify_config(cfg: ManagedKeyConfig) -> list[str]:
-    """Log in with the new settings on a pool of its own (nothing shared changes if this fails); warnings."""
-    # The token must be logged out for the new PIN to be tested, so the token's shared pool goes first.
-    await run_blocking(drop_pool, cfg.token_key())
-    probe = TokenPool(module_for(cfg.library), cfg.slot, cfg.token_label, cfg.pin, 1)
-    try:
-        await run_blocking(probe.run, cfg.name, login_op())
-        pub = await token_public_key(cfg, probe)
-    finally:
-        await run_blocking(probe.close)
+    """Prove the config's PIN against the token itself, then look for its key; warnings.
+
+    A login another managed key made does not count: unless the token is logged in with this very PIN, it is
+    logged out and logged in again with it (the other users' next request logs in again with theirs).
+    """
+    await run_blocking(pool(cfg).verify, cfg.name)
+    pub = await token_public_key(cfg)
     warnings: list[str] = []
     if pub is None:
         if cfg.allow_generate_key:
@@ -132,10 +130,6 @@ async def verify_config(cfg: ManagedKeyConfig) -> list[str]:
     else:
         check_key_matches(cfg, pub)
     return warnings
-
-
-async def forget(cfg: ManagedKeyConfig) -> None:
-    await run_blocking(drop_pool, cfg.token_key())
 
 
 register_managed_loader(load_managed_signing_key)

@@ -19,7 +19,7 @@ from cryptography.x509 import ocsp
 
 from engine.hsm import assemble
 from engine.hsm.errors import ManagedKeyConfigError
-from engine.hsm.token import EXECUTOR, KeyRef, TokenPool, attributes_op, sign_op
+from engine.hsm.token import EXECUTOR, KeyRef, TokenHandle, attributes_op, sign_op
 
 T = TypeVar("T")
 HashAlg = hashes.HashAlgorithm | None
@@ -32,7 +32,7 @@ async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
 class HsmSigningKey:
     blocking = True   # tells callers that know about it to keep these calls off the event loop
 
-    def __init__(self, pool: Callable[[], TokenPool], ref: KeyRef, key_type: str,
+    def __init__(self, pool: Callable[[], TokenHandle], ref: KeyRef, key_type: str,
                  public_key: CertificatePublicKeyTypes) -> None:
         # The token's pool is looked up on each use: rewriting the managed key replaces it.
         self._pool = pool

@@ -7,6 +7,7 @@ tokens behind a running engine's back, which is how the robustness tests simulat
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -64,6 +65,16 @@ class SoftHsm:
             raise RuntimeError(f"softhsm2-util created {sorted(created)} for one token")
         self.token_dirs[label] = created.pop()
         return label
+
+    def slot_of(self, label: str) -> int:
+        """The slot id SoftHSM gives the token with this label (a second way to name the same token)."""
+        out = subprocess.run(["softhsm2-util", "--show-slots"], env=self.env(), check=True, capture_output=True,
+                             text=True).stdout
+        for block in re.split(r"(?m)^Slot ", out)[1:]:
+            slot_id = int(block.split(None, 1)[0])
+            if re.search(rf"(?m)^\s*Label:\s*{re.escape(label)}\s*$", block):
+                return slot_id
+        raise LookupError(f"no token labelled {label!r}")
 
     def delete_token(self, label: str) -> None:
         self._util("--delete-token", "--token", label)

@@ -6,7 +6,10 @@ Three facts shape this module:
   holds that module's lock; the session pool still bounds how many requests wait on a token and keeps logged-in
   sessions ready, and sessions are never shared between two operations.
 - Login is per application and token, not per session: the first session of a pool logs in and the others ride
-  on it. So there is one pool per token (module + slot/label), shared by every managed key on that token.
+  on it. So there is one pool per token, keyed by what the token is (module + serial number), shared by every
+  managed key on it, whether it names the token by slot or by label; and since C_Login on a token already
+  logged in answers CKR_USER_ALREADY_LOGGED_IN without looking at the PIN, the pool remembers which PIN earned
+  the login and hands sessions only to callers presenting that PIN (see `TokenPool`).
 - A module only notices tokens created, deleted or re-initialised by other processes after C_Finalize +
   C_Initialize, so recovery from a lost session or a re-initialised token re-initialises the module (which
   invalidates every pool on it; each notices by the module's generation number) and retries once.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +189,8 @@ _modules_lock = threading.Lock()
 
 
 def module_for(path: str) -> Module:
+    # One Module per file: two paths (a symlink and its target) must share one lock and one login state.
+    path = os.path.realpath(path)
     with _modules_lock:
         mod = _modules.get(path)
         if mod is None:
@@ -204,150 +210,61 @@ class PooledSession:
     keys: dict[tuple[KeyRef, Any], Any] = field(default_factory=dict)   # object lookups, valid for this session
 
 
+class PinNotVerified(ManagedKeyConfigError):
+    """The caller's PIN is not the one the token was logged in with, and the login cannot be re-checked now."""
+
+
 class TokenPool:
-    def __init__(self, module: Module, slot: int | None, token_label: str, pin: str, size: int) -> None:
+    """The sessions of one token (module + serial number) and the PIN whose C_Login made them usable.
+
+    The login is shared by everything in the process, so the pool remembers which PIN earned it: a caller
+    presenting another PIN gets no session, however it named the token.
+    """
+
+    def __init__(self, module: Module, serial: bytes, size: int) -> None:
         self.module = module
-        self.slot = slot
-        self.token_label = token_label
-        self.pin_digest = _digest(pin)
-        self._pin = pin
+        self.serial = serial
         self.size = size
-        self._sem = threading.BoundedSemaphore(size)
+        self.sem = threading.BoundedSemaphore(size)
         self._state = threading.Lock()
         self._idle: list[PooledSession] = []
         self._open_count = 0
         self._logged_in = False
+        self._verified_digest: str | None = None    # PIN whose C_Login returned CKR_OK for the current login
         self._generation = module.generation
-        self._pin_rejected_at: float | None = None
+        self._pin_rejected_at: dict[str, float] = {}
 
-    # -- public -------------------------------------------------------------------------------------------------
+    # -- called with the module lock held ----------------------------------------------------------------------
 
-    def run(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
-        """Run `op` on a pooled session under the module lock; recover once from a lost session/token.
-
-        Blocks the caller; the PKCS#11 calls themselves always happen on a `pkcs11` executor thread.
-        """
-        if not getattr(_on_pkcs11_thread, "flag", False):
-            return EXECUTOR.submit(self._run, key_name, op).result()
-        return self._run(key_name, op)
-
-    def _run(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
-        self._check_pin_wait(key_name)
-        with self._sem:
-            for attempt in (1, 2):
-                try:
-                    return self._run_once(key_name, op)
-                except _RECOVERABLE as exc:
-                    if attempt == 2:
-                        log.warning("managed key %s: token still failing after re-initialisation: %s",
-                                    key_name, type(exc).__name__)
-                        raise TokenUnavailableError(key_name, f"the token failed ({_reason(exc)}); "
-                                                              "try again once it is back") from None
-                    log.info("managed key %s: %s from the token; re-initialising the module",
-                             key_name, type(exc).__name__)
-                    self._reset(close=False)
-                    self.module.reinitialize()
-                except KeyNotInToken:
-                    if attempt == 2:
-                        raise
-                    # The module's view of the token may predate a restore or re-initialisation: refresh once.
-                    self._reset(close=False)
-                    self.module.reinitialize()
-                except _LoadFailed:
-                    raise ManagedKeyConfigError(key_name, "the PKCS#11 module could not be loaded") from None
-                except _REFUSED as exc:
-                    raise ManagedKeyConfigError(key_name, f"the token refused the operation ({_reason(exc)})") from None
-                except p11e.PKCS11Error as exc:
-                    log.warning("managed key %s: token error %s", key_name, type(exc).__name__)
-                    raise TokenUnavailableError(key_name, f"the token failed ({_reason(exc)})") from None
-                except _NoToken:
-                    if attempt == 2:
-                        raise ManagedKeyConfigError(key_name, f"no token found at {self._where()}") from None
-                    # The token may have been created or re-initialised since the module last looked.
-                    self._reset(close=False)
-                    self.module.reinitialize()
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if not getattr(_on_pkcs11_thread, "flag", False):
-            EXECUTOR.submit(self.close).result()
-            return
-        with self.module.lock:
-            self._reset(close=True)
-
-    # -- internals ----------------------------------------------------------------------------------------------
-
-    def _run_once(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
-        with self.module.lock:
-            ps = self._checkout(key_name)
-            try:
-                result = op(ps)
-            except _STALE_HANDLE:
-                ps.keys.clear()
-                result = op(ps)
-            except BaseException:
-                self._checkin(ps)
-                raise
-            self._checkin(ps)
-            return result
-
-    def _checkout(self, key_name: str) -> PooledSession:
-        # Called with the module lock held.
-        if self._generation != self.module.generation:
-            self._reset(close=False)
-        with self._state:
-            if self._idle:
-                return self._idle.pop()
-        return self._open(key_name)
-
-    def _checkin(self, ps: PooledSession) -> None:
-        if ps.generation != self.module.generation:
-            return
-        with self._state:
-            self._idle.append(ps)
-
-    def _open(self, key_name: str) -> PooledSession:
-        token = self._find_token()
-        login = not self._logged_in
+    def run_once(self, token: Any, where: str, key_name: str, pin: str, op: Callable[[PooledSession], T]) -> T:
+        ps = self._checkout(token, where, key_name, pin)
         try:
-            session = token.open(user_pin=self._pin if login else None, rw=True)
-        except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange) as exc:
-            self._pin_rejected_at = time.monotonic()
-            log.warning("managed key %s: token rejected the PIN (%s)", key_name, type(exc).__name__)
-            raise ManagedKeyConfigError(key_name, f"the token at {self._where()} rejected the PIN") from None
-        except p11e.PinLocked:
-            raise ManagedKeyConfigError(key_name, f"the user PIN of the token at {self._where()} is locked") from None
-        except p11e.UserPinNotInitialized:
-            raise ManagedKeyConfigError(key_name, f"the token at {self._where()} has no user PIN set") from None
-        except p11e.UserAlreadyLoggedIn:
-            # Someone else in this process logged in to the token (a pool we dropped without closing):
-            # the login state is what we need, but the session handle from that call is lost, so retry bare.
-            session = token.open(rw=True)
-            login = False
-        self._pin_rejected_at = None
-        self._logged_in = True
-        with self._state:
-            self._open_count += 1
-        return PooledSession(session=session, generation=self.module.generation, logs_in=login)
+            result = op(ps)
+        except _STALE_HANDLE:
+            ps.keys.clear()
+            result = op(ps)
+        except BaseException:
+            self._checkin(ps)
+            raise
+        self._checkin(ps)
+        return result
 
-    def _find_token(self) -> Any:
-        lib = self.module.lib()
-        for slot in lib.get_slots(token_present=True):
-            if self.slot is not None:
-                if slot.slot_id == self.slot:
-                    return slot.get_token()
-                continue
-            token = slot.get_token()
-            if token.label == self.token_label:
-                return token
-        raise _NoToken()
+    def verify(self, token: Any, where: str, key_name: str, pin: str) -> None:
+        """Prove `pin` against the token itself: reuse a login it earned, else log out and log in with it."""
+        self._sync_generation()
+        if self._logged_in and self._verified_digest == _digest(pin):
+            return
+        self.reset(close=True)        # closing the logged-in session logs the application out of the token
+        self._pin_rejected_at.pop(_digest(pin), None)
+        self._checkin(self._open(token, where, key_name, pin))
 
-    def _reset(self, close: bool) -> None:
+    def reset(self, close: bool) -> None:
         """Forget every session (closing them when the module is still the one that opened them)."""
         with self._state:
             idle, self._idle = self._idle, []
             self._open_count = 0
             self._logged_in = False
+            self._verified_digest = None
             stale = self._generation != self.module.generation
             self._generation = self.module.generation
         if close and not stale:
@@ -358,14 +275,151 @@ class TokenPool:
                 except p11e.PKCS11Error:
                     pass
 
-    def _check_pin_wait(self, key_name: str) -> None:
-        rejected = self._pin_rejected_at
+    def check_pin_wait(self, key_name: str, where: str, pin: str) -> None:
+        rejected = self._pin_rejected_at.get(_digest(pin))
         if rejected is not None and time.monotonic() - rejected < PIN_RETRY_SECONDS:
-            raise ManagedKeyConfigError(key_name, f"the token at {self._where()} rejected the PIN; not trying it "
+            raise ManagedKeyConfigError(key_name, f"the token at {where} rejected the PIN; not trying it "
                                                   "again for a while (rewrite the managed key to retry now)")
 
-    def _where(self) -> str:
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    def _sync_generation(self) -> None:
+        if self._generation != self.module.generation:
+            self.reset(close=False)
+
+    def _checkout(self, token: Any, where: str, key_name: str, pin: str) -> PooledSession:
+        self._sync_generation()
+        if self._logged_in and self._verified_digest != _digest(pin):
+            # One user PIN per token: ours differs from the one that logged in, so it is not accepted here.
+            raise PinNotVerified(key_name, f"the token at {where} is logged in with a different PIN than this "
+                                           "managed key's; rewrite the managed key with the token's PIN")
+        with self._state:
+            if self._idle:
+                return self._idle.pop()
+        return self._open(token, where, key_name, pin)
+
+    def _checkin(self, ps: PooledSession) -> None:
+        if ps.generation != self.module.generation:
+            return
+        with self._state:
+            self._idle.append(ps)
+
+    def _open(self, token: Any, where: str, key_name: str, pin: str) -> PooledSession:
+        login = not self._logged_in
+        try:
+            session = token.open(user_pin=pin if login else None, rw=True)
+        except (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange) as exc:
+            self._pin_rejected_at[_digest(pin)] = time.monotonic()
+            log.warning("managed key %s: token rejected the PIN (%s)", key_name, type(exc).__name__)
+            raise ManagedKeyConfigError(key_name, f"the token at {where} rejected the PIN") from None
+        except p11e.PinLocked:
+            raise ManagedKeyConfigError(key_name, f"the user PIN of the token at {where} is locked") from None
+        except p11e.UserPinNotInitialized:
+            raise ManagedKeyConfigError(key_name, f"the token at {where} has no user PIN set") from None
+        except p11e.UserAlreadyLoggedIn:
+            # Someone in this process holds a login we do not track, so C_Login never checked our PIN: that
+            # is no proof of it. Re-initialising the module ends every login; the caller retries once.
+            raise _ForeignLogin() from None
+        if login:
+            self._pin_rejected_at.pop(_digest(pin), None)
+            self._logged_in = True
+            self._verified_digest = _digest(pin)
+        with self._state:
+            self._open_count += 1
+        return PooledSession(session=session, generation=self.module.generation, logs_in=login)
+
+
+class TokenHandle:
+    """How one managed key reaches its token: where it is (slot or label), the PIN it was given, a pool size.
+
+    Each use finds the token, then its pool by serial number, so a slot and a label naming the same token share
+    one pool and one login, and the handle's own PIN is checked against that login every time.
+    """
+
+    def __init__(self, library: str, slot: int | None, token_label: str, pin: str, size: int) -> None:
+        self.library = library
+        self.slot = slot
+        self.token_label = token_label
+        self._pin = pin
+        self.size = size
+
+    @property
+    def module(self) -> Module:
+        return module_for(self.library)
+
+    def run(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
+        """Run `op` on a pooled session under the module lock; recover once from a lost session/token.
+
+        Blocks the caller; the PKCS#11 calls themselves always happen on a `pkcs11` executor thread.
+        """
+        return self._on_pkcs11_thread(self._run, key_name, op)
+
+    def verify(self, key_name: str) -> None:
+        """Log in with this handle's PIN (or find the current login was earned with it); raises if refused."""
+        self._on_pkcs11_thread(self._with_recovery, key_name,
+                               lambda pool, token: pool.verify(token, self.where(), key_name, self._pin))
+
+    def pool(self) -> TokenPool:
+        return self._on_pkcs11_thread(self._with_recovery, "", lambda pool, token: pool)
+
+    def where(self) -> str:
         return f"slot {self.slot}" if self.slot is not None else f'token label "{self.token_label}"'
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _on_pkcs11_thread(fn: Callable[..., T], *args: Any) -> T:
+        if not getattr(_on_pkcs11_thread, "flag", False):
+            return EXECUTOR.submit(fn, *args).result()
+        return fn(*args)
+
+    def _run(self, key_name: str, op: Callable[[PooledSession], T]) -> T:
+        pool = self._with_recovery(key_name, lambda pool, token: pool)
+        pool.check_pin_wait(key_name, self.where(), self._pin)
+        with pool.sem:
+            return self._with_recovery(
+                key_name, lambda pool, token: pool.run_once(token, self.where(), key_name, self._pin, op))
+
+    def _on_module(self, step: Callable[[TokenPool, Any], T]) -> T:
+        module = self.module
+        with module.lock:
+            token = _find_token(module, self.slot, self.token_label)
+            return step(_pool_of(module, token, self.size), token)
+
+    def _with_recovery(self, key_name: str, step: Callable[[TokenPool, Any], T]) -> T:
+        module = self.module
+        for attempt in (1, 2):
+            try:
+                return self._on_module(step)
+            except _RECOVERABLE as exc:
+                if attempt == 2:
+                    log.warning("managed key %s: token still failing after re-initialisation: %s",
+                                key_name, type(exc).__name__)
+                    raise TokenUnavailableError(key_name, f"the token failed ({_reason(exc)}); "
+                                                          "try again once it is back") from None
+                log.info("managed key %s: %s from the token; re-initialising the module",
+                         key_name, type(exc).__name__)
+                module.reinitialize()
+            except (KeyNotInToken, _NoToken, _ForeignLogin) as exc:
+                if attempt == 2:
+                    if isinstance(exc, _NoToken):
+                        raise ManagedKeyConfigError(key_name, f"no token found at {self.where()}") from None
+                    if isinstance(exc, _ForeignLogin):
+                        raise ManagedKeyConfigError(key_name, f"the token at {self.where()} is logged in by "
+                                                              "another user of the module; cannot check the PIN"
+                                                    ) from None
+                    raise
+                # The module's view of the token may predate a restore or re-initialisation, or hold a login
+                # we did not make: refresh once.
+                module.reinitialize()
+            except _LoadFailed:
+                raise ManagedKeyConfigError(key_name, "the PKCS#11 module could not be loaded") from None
+            except _REFUSED as exc:
+                raise ManagedKeyConfigError(key_name, f"the token refused the operation ({_reason(exc)})") from None
+            except p11e.PKCS11Error as exc:
+                log.warning("managed key %s: token error %s", key_name, type(exc).__name__)
+                raise TokenUnavailableError(key_name, f"the token failed ({_reason(exc)})") from None
+        raise AssertionError("unreachable")
 
 
 class _NoToken(Exception):
@@ -373,6 +427,10 @@ class _NoToken(Exception):
 
 
 class _LoadFailed(Exception):
+    pass
+
+
+class _ForeignLogin(Exception):
     pass
 
 
@@ -389,32 +447,38 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-_pools: dict[tuple[str, str], TokenPool] = {}
+def _find_token(module: Module, slot_id: int | None, token_label: str) -> Any:
+    """The token a slot id or label names, as the module sees it now (module lock held)."""
+    for slot in module.lib().get_slots(token_present=True):
+        if slot_id is not None:
+            if slot.slot_id == slot_id:
+                return slot.get_token()
+            continue
+        token = slot.get_token()
+        if token.label == token_label:
+            return token
+    raise _NoToken()
+
+
+# Keyed by what the token is (module file + serial number), never by how a managed key named it.
+_pools: dict[tuple[str, bytes], TokenPool] = {}
 _pools_lock = threading.Lock()
 
 
-def pool_for(key_name: str, library: str, token_key: tuple[str, str], slot: int | None, token_label: str,
-             pin: str, size: int) -> TokenPool:
-    """The process-wide pool for a token; a second PIN for the same token is refused rather than tried."""
+def _pool_of(module: Module, token: Any, size: int) -> TokenPool:
+    key = (module.path, bytes(token.serial))
     with _pools_lock:
-        pool = _pools.get(token_key)
+        pool = _pools.get(key)
         if pool is None:
-            pool = _pools[token_key] = TokenPool(module_for(library), slot, token_label, pin, size)
-        elif pool.pin_digest != _digest(pin):
-            raise ManagedKeyConfigError(key_name, "another managed key uses the same token with a different PIN")
+            pool = _pools[key] = TokenPool(module, key[1], size)
         return pool
 
 
-def drop_pool(token_key: tuple[str, str]) -> None:
-    """Forget a token's pool (its managed key was rewritten or deleted): sessions close, the next use logs in."""
-    with _pools_lock:
-        pool = _pools.pop(token_key, None)
-    if pool is not None:
-        pool.close()
-
+def handle_for(library: str, slot: int | None, token_label: str, pin: str, size: int) -> TokenHandle:
+    return TokenHandle(library, slot, token_label, pin, size)
 
 # ---------------------------------------------------------------------------------------------------------------
-# Operations (each runs inside TokenPool.run, i.e. with a session and the module lock)
+# Operations (each runs inside TokenHandle.run, i.e. with a session and the module lock)
 
 
 def _find_one(ps: PooledSession, ref: KeyRef, object_class: ObjectClass) -> Any:
@@ -551,15 +615,6 @@ def attributes_op(ref: KeyRef, names: list[Attribute]) -> Callable[[PooledSessio
         except _KeyMissing:
             raise _missing(ref) from None
         return {name: priv[name] for name in names}
-
-    return op
-
-
-def login_op() -> Callable[[PooledSession], None]:
-    """Nothing but a session: proves the module loads, the token is there and the PIN works."""
-
-    def op(ps: PooledSession) -> None:
-        return None
 
     return op
 

@@ -83,7 +83,7 @@ def test_key_deleted_from_token_then_restored(softhsm):  # noqa: F811
 def test_lost_sessions_are_reopened_transparently(softhsm):  # noqa: F811
     label, key, _ = _setup(softhsm)
     assert _sign(key) == "ok"
-    pool = key._pool()
+    pool = key._pool().pool()
     with pool.module.lock:
         for ps in list(pool._idle):
             ps.session.close()   # the token forgets them; the pool still holds their handles
@@ -125,7 +125,8 @@ def test_concurrent_signing_shares_the_pool(softhsm):  # noqa: F811
     from cryptography.hazmat.primitives.asymmetric import padding
     for i, sig in enumerate(signatures):
         pub.verify(sig, f"tbs {i}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    assert len(key._pool()._idle) <= key._pool().size
+    pool = key._pool().pool()
+    assert len(pool._idle) <= pool.size
 
 
 def test_no_key_material_or_pin_in_logs(softhsm, caplog):  # noqa: F811
