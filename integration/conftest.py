@@ -7,6 +7,8 @@
   engine still run; tests using `pki/` fail with that reason).
 - `mounts` (function): a fresh, uniquely named pair of mounts
   (`mounts.ours`, `mounts.ref`), disabled after the test.
+- `cluster` (function, over `cluster_session`): a real 3-node OpenBao raft cluster, one per session, healed
+  before each test (integration/cluster.py).
 - `vault_docker` (session): HashiCorp Vault in the `hashicorp/vault` image with
   our plugin registered (not mounted); skipped when no Docker engine is reachable.
 
@@ -21,6 +23,7 @@ from typing import Iterator
 
 import pytest
 
+from integration.cluster import cluster, cluster_session  # noqa: F401 - fixtures for the cluster tests
 from integration.harness import (
     BaoServer,
     DockerUnavailable,
@@ -99,6 +102,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if not report.failed:
         return
+    cluster = getattr(item, "funcargs", {}).get("cluster")
+    if cluster is not None and hasattr(cluster, "logs"):
+        report.sections.append(("cluster logs", cluster.describe() + "\n" + cluster.logs(40)))
     server = item.session.stash.get(_SERVER_KEY, None)
     if server is None:
         return

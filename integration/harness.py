@@ -294,23 +294,12 @@ class BaoServer(Client):
         for _ in range(attempts):
             self.port = free_port()
             self.addr = f"http://127.0.0.1:{self.port}"
-            self._log_file = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(
-                [
-                    self.bao_bin, "server", "-dev",
-                    f"-dev-root-token-id={self.token}",
-                    f"-dev-listen-address=127.0.0.1:{self.port}",
-                    f"-config={self.config_path}",
-                ],
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-                env={k: v for k, v in os.environ.items()
-                     if not k.startswith(("BAO_", "VAULT_"))},
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            self._spawn([
+                "server", "-dev",
+                f"-dev-root-token-id={self.token}",
+                f"-dev-listen-address=127.0.0.1:{self.port}",
+                f"-config={self.config_path}",
+            ])
             try:
                 self.wait_ready(timeout, alive=lambda: self.proc.poll() is None)
                 return self
@@ -321,6 +310,22 @@ class BaoServer(Client):
                 if "address already in use" not in self.log_tail(20).lower():
                     break
         raise HarnessError(f"{last}\n--- server log tail ---\n{self.log_tail()}")
+
+    def _spawn(self, args: list[str]) -> None:
+        """Start `bao ARGS` in the work directory, its output appended to the log, without our BAO_/VAULT_
+        environment; it gets SIGTERM if the test process dies."""
+        self._log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.bao_bin, *args],
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+            env={k: v for k, v in os.environ.items()
+                 if not k.startswith(("BAO_", "VAULT_"))},
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
 
     def _stop_server(self, grace: float = 10) -> None:
         if self.proc and self.proc.poll() is None:
