@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 
 from engine.storage import Storage, get_json, put_json
-from plugin.framework import Field, FieldData, FieldType, UserError
+from plugin.framework import DisplayAttrs, Field, FieldData, FieldType, UserError, with_display
 
 ROLE_PREFIX = "role/"
 
@@ -66,7 +66,8 @@ ROLE_FIELDS: dict[str, Field] = {
     "client_flag": _f(B, "Add the clientAuth extended key usage.", True),
     "code_signing_flag": _f(B, "Add the codeSigning extended key usage."),
     "email_protection_flag": _f(B, "Add the emailProtection extended key usage."),
-    "key_type": _f(S, "Key type: rsa, ec, ed25519, or any (sign only).", "rsa"),
+    "key_type": Field(S, "Key type: rsa, ec, ed25519, mldsa, or any (sign only).", "rsa",
+                      allowed_values=("rsa", "ec", "ed25519", "mldsa", "any")),
     "key_bits": _f(I, "Key size: rsa 2048/3072/4096/8192, ec 224/256/384/521; 0 for the default.", 0),
     "signature_bits": _f(I, "Hash size for RSA issuers: 256, 384 or 512; 0 for the default.", 0),
     "use_pss": _f(B, "Use RSASSA-PSS signatures with RSA issuers.", False),
@@ -91,12 +92,39 @@ ROLE_FIELDS: dict[str, Field] = {
     "basic_constraints_valid_for_non_ca": _f(B, "Add BasicConstraints CA:FALSE to issued certificates."),
     "not_before_duration": _f(D, "How far NotBefore is back-dated.", 30),
     "not_before": _f(S, "Fixed NotBefore (RFC 3339) for every certificate of the role."),
-    "not_before_bound": _f(S, "How a requested not_before is treated: permit, duration or forbid.", "permit"),
+    "not_before_bound": Field(S, "How a requested not_before is treated: permit, duration or forbid.", "permit",
+                              allowed_values=("permit", "duration", "forbid")),
     "not_after": _f(S, "Fixed NotAfter (RFC 3339) for every certificate of the role."),
-    "not_after_bound": _f(S, "Bound on a requested not_after: permit, ttl-limited, forbid or a timestamp.",
-                          "permit"),
+    "not_after_bound": Field(S, "Bound on a requested not_after: permit, ttl-limited, forbid or a timestamp.",
+                             "permit", allowed_values=("permit", "ttl-limited", "forbid", "an explicit timestamp")),
     "issuer_ref": _f(S, "Issuer used by issue/sign on this role.", "default"),
 }
+
+_ROLE_LABELS: dict[str, DisplayAttrs] = {
+    "ttl": DisplayAttrs(name="TTL"),
+    "max_ttl": DisplayAttrs(name="Max TTL"),
+    "allow_localhost": DisplayAttrs(value=True),
+    "enforce_hostnames": DisplayAttrs(value=True),
+    "allow_ip_sans": DisplayAttrs(name="Allow IP Subject Alternative Names", value=True),
+    "allowed_uri_sans": DisplayAttrs(name="Allowed URI Subject Alternative Names"),
+    "allowed_other_sans": DisplayAttrs(name="Allowed Other Subject Alternative Names"),
+    "server_flag": DisplayAttrs(value=True),
+    "client_flag": DisplayAttrs(value=True),
+    "key_usage": DisplayAttrs(value="DigitalSignature,KeyAgreement,KeyEncipherment"),
+    "ext_key_usage": DisplayAttrs(name="Extended Key Usage"),
+    "ext_key_usage_oids": DisplayAttrs(name="Extended Key Usage OIDs"),
+    "use_csr_common_name": DisplayAttrs(name="Use CSR Common Name", value=True),
+    "use_csr_sans": DisplayAttrs(name="Use CSR Subject Alternative Names", value=True),
+    "ou": DisplayAttrs(name="Organizational Unit"),
+    "locality": DisplayAttrs(name="Locality/City"),
+    "province": DisplayAttrs(name="Province/State"),
+    "require_cn": DisplayAttrs(name="Require Common Name"),
+    "cn_validations": DisplayAttrs(name="Common Name Validations"),
+    "basic_constraints_valid_for_non_ca": DisplayAttrs(name="Basic Constraints Valid for Non-CA"),
+    "not_before_duration": DisplayAttrs(value=30),
+}
+# The web UI labels these fields and pre-fills its role form from `value` (as on the built-in engine).
+ROLE_FIELDS = with_display(ROLE_FIELDS, **_ROLE_LABELS)
 
 
 @dataclass

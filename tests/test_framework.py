@@ -7,11 +7,11 @@ import pytest
 
 from engine.storage import InMemoryStorage
 from plugin.framework import (
-    Backend, Field, FieldType, Operation, Path, Request, Response, SpecialPaths, UnsupportedOperationError,
+    Backend, DisplayAttrs, Field, FieldType, Operation, Path, Request, Response, SpecialPaths, UnsupportedOperationError,
     UnsupportedPathError, UserError, name_regex,
 )
 from plugin.framework.fields import FieldError, convert, parse_duration
-from plugin.framework.openapi import expand_pattern
+from plugin.framework.openapi import expand_pattern, operation_id
 
 
 def run(coro):
@@ -125,6 +125,52 @@ def test_help_and_openapi():
 
 
 def test_expand_pattern():
+    # Vault's order: a variant without an optional part precedes the one with it; alternatives in order.
     assert expand_pattern("roles/?$") == ["/roles"]
     assert expand_pattern(r"cert/(?P<serial>[0-9A-Fa-f-:]+)(/raw(/pem)?)?") == [
-        "/cert/{serial}/raw/pem", "/cert/{serial}/raw", "/cert/{serial}"]
+        "/cert/{serial}", "/cert/{serial}/raw", "/cert/{serial}/raw/pem"]
+    assert expand_pattern(r"issuer/(?P<ref>\w+)/crl(/pem|/der|/delta(/pem|/der)?)?") == [
+        "/issuer/{ref}/crl", "/issuer/{ref}/crl/pem", "/issuer/{ref}/crl/der", "/issuer/{ref}/crl/delta",
+        "/issuer/{ref}/crl/delta/pem", "/issuer/{ref}/crl/delta/der"]
+    assert expand_pattern("keys/generate/(internal|exported|kms)") == [
+        "/keys/generate/internal", "/keys/generate/exported", "/keys/generate/kms"]
+    assert expand_pattern("(cert/)?ca_chain") == ["/ca_chain", "/cert/ca_chain"]
+    assert expand_pattern("ocsp/(?P<req>.+)") == ["/ocsp/{req}"]
+    assert expand_pattern("anything/.*") is None
+
+
+def test_operation_ids_follow_the_display_hints():
+    hint = DisplayAttrs(operation_prefix="pki", operation_verb="generate", operation_suffix="internal-key|kms-key")
+    assert operation_id("keys/generate/internal", 0, hint, Operation.UPDATE, None, "x") == "pki-generate-internal-key"
+    assert operation_id("keys/generate/kms", 1, hint, Operation.UPDATE, None, "x") == "pki-generate-kms-key"
+    # Past the listed suffixes the path's words are used.
+    assert operation_id("keys/generate/other", 2, hint, Operation.UPDATE, None, "x") == (
+        "pki-generate-keys-generate-other")
+    role = DisplayAttrs(operation_prefix="pki", operation_suffix="role")
+    assert operation_id("roles/{name}", 0, role, Operation.UPDATE, None, "x") == "pki-write-role"
+    assert operation_id("roles/{name}", 0, role, Operation.READ, DisplayAttrs(operation_verb="fetch"), "x") == (
+        "pki-fetch-role")
+    assert operation_id("roles/{name}", 0, None, Operation.DELETE, None, "my-mount") == "my-mount-delete-roles-name"
+
+
+def test_openapi_shape_the_ui_and_generators_read():
+    fields = {"name": Field(FieldType.STRING), "flag": Field(FieldType.BOOL, default=True,
+                                                             display=DisplayAttrs(name="Flag", value=True))}
+    b = Backend([
+        Path("roles/?$", {}, {Operation.LIST: _echo}),
+        Path("roles/" + name_regex("name"), fields, {Operation.UPDATE: _echo, Operation.PATCH: _echo},
+             display=DisplayAttrs(operation_prefix="pki", operation_suffix="role")),
+        Path("tidy", {}, {Operation.UPDATE: _echo}, responses={Operation.UPDATE: {202: "Accepted"}}),
+    ])
+    doc = run(b.handle(req(Operation.HELP, "", {"requestResponsePrefix": "t"}))).response.data["openapi"]
+    assert "parameters" not in doc["paths"]["/roles"] and "parameters" not in doc["paths"]["/tidy"]
+    role = doc["paths"]["/roles/{name}"]
+    for method, op_id in (("post", "pki-write-role"), ("patch", "pki-patch-role")):
+        assert role[method]["operationId"] == op_id
+        ref = role[method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        body = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        assert body["properties"]["flag"] == {"type": "boolean", "default": True,
+                                              "x-vault-displayAttrs": {"name": "Flag", "value": True}}
+    assert doc["paths"]["/tidy"]["post"]["responses"] == {"202": {"description": "Accepted"}}
+    assert "requestBody" not in doc["paths"]["/tidy"]["post"]
+    assert DisplayAttrs(value=0).openapi() == {"value": 0} and DisplayAttrs().openapi() is None

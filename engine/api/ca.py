@@ -33,6 +33,7 @@ from engine.x509util import (
     parse_other_san, parse_rfc3339, pem_blocks, private_key_to_der, private_key_to_pem, serial_to_colon_hex,
     split_alt_names, strip_pem, unix, utcnow,
 )
+from engine.api.openapi_hints import pki
 from plugin.framework import Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, name_regex
 
 GEN_TYPES = ("internal", "exported", "existing", "kms")
@@ -509,29 +510,34 @@ def paths(ctx: PkiContext) -> list[Path]:
         "issuer_ref": Field(FieldType.STRING, "Issuer to sign with.", default="default"),
     }
     return [
-        Path("root/generate/" + gen, root_f, {Operation.UPDATE: ctx.serialized(generate_root)},
+        Path("root/generate/" + gen, root_f, {Operation.UPDATE: ctx.serialized(generate_root)}, display=pki("generate", "root"),
              synopsis="Generate a new root CA certificate and key (or use an existing key)."),
         Path("issuers/generate/root/" + gen, root_f, {Operation.UPDATE: ctx.serialized(generate_root)},
+             display=pki("issuers", "generate-root"),
              synopsis="Generate a new root CA issuer."),
-        Path("root/rotate/" + gen, root_f, {Operation.UPDATE: ctx.serialized(generate_root)},
+        Path("root/rotate/" + gen, root_f, {Operation.UPDATE: ctx.serialized(generate_root)}, display=pki("rotate", "root"),
              synopsis="Generate a new root for rotation (named 'next' unless issuer_name is given)."),
-        Path("root", {}, {Operation.DELETE: ctx.serialized(delete_root)},
+        Path("root", {}, {Operation.DELETE: ctx.serialized(delete_root)}, display=pki("delete", "root"),
+             responses={Operation.DELETE: {200: "OK"}},
              synopsis="Delete every issuer and key of this mount."),
         Path("intermediate/generate/" + gen, inter_f, {Operation.UPDATE: ctx.serialized(generate_intermediate)},
+             display=pki("generate", "intermediate"),
              synopsis="Generate an intermediate CA key and CSR."),
         Path("issuers/generate/intermediate/" + gen, inter_f, {Operation.UPDATE: ctx.serialized(generate_intermediate)},
+             display=pki("issuers", "generate-intermediate"),
              synopsis="Generate an intermediate CA key and CSR."),
         Path("intermediate/cross-sign", inter_f, {Operation.UPDATE: ctx.serialized(generate_intermediate)},
+             display=pki("cross-sign", "intermediate"),
              synopsis="Generate a CSR from an existing key, for cross-signing."),
-        Path("root/sign-intermediate", sign_f, {Operation.UPDATE: sign_intermediate_handler},
+        Path("root/sign-intermediate", sign_f, {Operation.UPDATE: sign_intermediate_handler}, display=pki("root", "sign-intermediate"),
              synopsis="Sign an intermediate CA CSR with the default issuer."),
         Path("issuer/" + name_regex("issuer_ref") + "/sign-intermediate", sign_f,
-             {Operation.UPDATE: sign_intermediate_handler},
+             {Operation.UPDATE: sign_intermediate_handler}, display=pki("issuer", "sign-intermediate"),
              synopsis="Sign an intermediate CA CSR with this issuer."),
-        Path("root/sign-self-issued", self_f, {Operation.UPDATE: sign_self_issued},
+        Path("root/sign-self-issued", self_f, {Operation.UPDATE: sign_self_issued}, display=pki("root", "sign-self-issued"),
              synopsis="Re-sign a self-issued CA certificate with the default issuer."),
         Path("issuer/" + name_regex("issuer_ref") + "/sign-self-issued", self_f,
-             {Operation.UPDATE: sign_self_issued},
+             {Operation.UPDATE: sign_self_issued}, display=pki("issuer", "sign-self-issued"),
              synopsis="Re-sign a self-issued CA certificate with this issuer."),
     ]
 

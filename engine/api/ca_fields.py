@@ -1,7 +1,8 @@
 """Field schemas of the CA paths (generation, signing, import), with the built-in engine's names and defaults."""
 from __future__ import annotations
 
-from plugin.framework import Field, FieldType
+from engine.api.openapi_hints import CA_SUBJECT_LABELS, REQUEST_LABELS, label
+from plugin.framework import Field, FieldType, with_display
 
 S, I, B, D, CSV = (FieldType.STRING, FieldType.INT, FieldType.BOOL, FieldType.DURATION,
                    FieldType.COMMA_STRING_SLICE)
@@ -9,7 +10,7 @@ S, I, B, D, CSV = (FieldType.STRING, FieldType.INT, FieldType.BOOL, FieldType.DU
 
 def common_ca_fields() -> dict[str, Field]:
     """Subject, SAN, validity and output fields shared by root generation, CSR generation and sign-intermediate."""
-    return {
+    return with_display({
         "common_name": Field(S, "The requested common name."),
         "alt_names": Field(S, "Requested DNS/email subject alternative names, comma separated."),
         "ip_sans": Field(CSV, "Requested IP subject alternative names."),
@@ -33,14 +34,15 @@ def common_ca_fields() -> dict[str, Field]:
                         allowed_values=("pem", "der", "pem_bundle")),
         "private_key_format": Field(S, 'Private key format: "der" (native) or "pkcs8".', default="der",
                                     allowed_values=("", "der", "pem", "pkcs8")),
-    }
+    }, **REQUEST_LABELS, **CA_SUBJECT_LABELS)
 
 
 def key_generation_fields() -> dict[str, Field]:
-    return {
-        "exported": Field(S, "internal, exported, existing or kms (from the path)."),
-        "key_type": Field(S, 'Key type: "rsa", "ec" or "ed25519".', default="rsa",
-                          allowed_values=("rsa", "ec", "ed25519")),
+    return with_display({
+        "exported": Field(S, "internal, exported, existing or kms (from the path).",
+                          allowed_values=("internal", "external", "kms")),
+        "key_type": Field(S, 'Key type: "rsa", "ec", "ed25519" or "mldsa".', default="rsa",
+                          allowed_values=("rsa", "ec", "ed25519", "mldsa")),
         "key_bits": Field(I, "Key size (0 = default for the type).", default=0),
         "signature_bits": Field(I, "Hash size for RSA signatures (0 = automatic).", default=0),
         "use_pss": Field(B, "Sign with RSA-PSS.", default=False),
@@ -49,11 +51,11 @@ def key_generation_fields() -> dict[str, Field]:
         "external_key_ref": Field(S, "Reference of an external (KMS/HSM) key, for the kms type."),
         "managed_key_name": Field(S, "Managed key name (Vault Enterprise spelling of the kms reference)."),
         "managed_key_id": Field(S, "Managed key id (Vault Enterprise spelling of the kms reference)."),
-    }
+    }, key_type=label(value="rsa"), key_bits=label(value=0), signature_bits=label(value=0))
 
 
 def key_usage_fields() -> dict[str, Field]:
-    return {
+    return with_display({
         "key_usage": Field(CSV, "Key usages; on CA certificates only DigitalSignature is added to CertSign and "
                                 "CRLSign.", default=["DigitalSignature", "KeyAgreement", "KeyEncipherment"]),
         "ext_key_usage": Field(CSV, "Extended key usages.", default=[]),
@@ -61,15 +63,15 @@ def key_usage_fields() -> dict[str, Field]:
         "signature_bits": Field(I, "Hash size for RSA signatures (0 = automatic).", default=0),
         "use_pss": Field(B, "Sign with RSA-PSS.", default=False),
         "skid": Field(S, "Subject key identifier to use (hex), for cross-signing.", default=""),
-    }
+    }, signature_bits=label(value=0), skid=label(value=""))
 
 
 def ca_issue_fields() -> dict[str, Field]:
-    return {
+    return with_display({
         "max_path_length": Field(I, "Path length constraint (-1 = none).", default=-1),
         "permitted_dns_domains": Field(CSV, "Permitted DNS domains (name constraints)."),
         "issuer_name": Field(S, "Name for the new issuer."),
-    }
+    }, **CA_SUBJECT_LABELS)
 
 
 def root_fields() -> dict[str, Field]:
@@ -84,8 +86,7 @@ def root_fields() -> dict[str, Field]:
 def intermediate_fields() -> dict[str, Field]:
     fields = common_ca_fields()
     fields.update(key_generation_fields())
-    fields["add_basic_constraints"] = Field(B, "Add a critical CA:TRUE basic constraints extension to the CSR.",
-                                            default=False)
+    fields["add_basic_constraints"] = Field(B, "Add a critical CA:TRUE basic constraints extension to the CSR.")
     # Vault (not OpenBao) accepts key_usage here; it does not change the CSR.
     fields["key_usage"] = Field(CSV, "Accepted for Vault compatibility; CSRs carry no key usage.")
     return fields

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from engine.context import PkiContext
 from engine.issuers import IssuerRecord
 from engine.x509util import strip_pem
+from engine.api.openapi_hints import pki
 from plugin.framework import FieldData, Operation, Path, Request, Response, UserError, raw_response
 
 DER_CERT = "application/pkix-cert"
@@ -62,7 +63,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         return await read_ca_cert_response(ctx, req)
 
     return [
-        Path("ca(/pem)?", {}, {Operation.READ: read_ca}, synopsis="The default issuer's certificate (DER or PEM)."),
-        Path("(cert/)?ca_chain", {}, {Operation.READ: read_chain}, synopsis="The default issuer's CA chain."),
-        Path("cert/ca", {}, {Operation.READ: read_cert_ca}, synopsis="The default issuer's certificate (JSON)."),
+        Path("ca(/pem)?", {}, {Operation.READ: read_ca}, display=pki("read", "ca-der|ca-pem"), synopsis="The default issuer's certificate (DER or PEM)."),
+        Path("(cert/)?ca_chain", {}, {Operation.READ: read_chain}, display=pki("read", "ca-chain-pem|cert-ca-chain"), synopsis="The default issuer's CA chain."),
+        Path("cert/ca", {}, {Operation.READ: read_cert_ca}, display=pki("read", "cert-ca"), synopsis="The default issuer's certificate (JSON)."),
     ]

@@ -8,6 +8,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine import certstore, go_x509, metadata
+from engine.api.openapi_hints import pki
 from engine.revocation_index import gather_limited
 from engine.x509util import rfc3339_nano
 from plugin.framework import paginate
@@ -106,17 +107,21 @@ def paths(ctx: PkiContext) -> list[Path]:
         "limit": Field(FieldType.INT, "Return at most this many certificates; zero or less returns all.", query=True),
     }
     return [
-        Path("certs/?$", paging, {Operation.LIST: list_certs}, synopsis="List the stored certificates' serials."),
+        Path("certs/?$", paging, {Operation.LIST: list_certs}, display=pki("list", "certs"),
+             synopsis="List the stored certificates' serials."),
         Path("certs/detailed/?$", detailed_paging, {Operation.LIST: list_certs_detailed},
+             display=pki("list", "certs"),
              synopsis="List the stored certificates with their subject, issuer, key and validity.",
              description="Like certs/, with key_info holding each certificate's common_name, issuer, key_type, "
                          "key_bits, not_before, not_after and its first five DNS names."),
         Path(f"cert/{SERIAL_RE}/raw(/pem)?", serial_field, {Operation.READ: read_raw},
+             display=pki("read", "cert-raw-der|cert-raw-pem"),
              synopsis="Fetch a stored certificate as DER or PEM."),
-        Path(f"cert/{SERIAL_RE}", serial_field, {Operation.READ: read_cert},
+        Path(f"cert/{SERIAL_RE}", serial_field, {Operation.READ: read_cert}, display=pki("read", "cert"),
              synopsis="Fetch a stored certificate and its revocation state."),
-        Path("cert-metadata/?$", paging, {Operation.LIST: list_metadata},
+        Path("cert-metadata/?$", paging, {Operation.LIST: list_metadata}, display=pki("list", "cert-metadata"),
              synopsis="List the serials that have certificate metadata."),
         Path(f"cert-metadata/{SERIAL_RE}", serial_field, {Operation.READ: read_metadata},
+             display=pki("read", "cert-metadata"),
              synopsis="Read the metadata stored with a certificate."),
     ]

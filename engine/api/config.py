@@ -8,6 +8,7 @@ from engine.context import PkiContext
 from engine.issuers import IssuersConfig
 from engine.urls import CLUSTER_KEY, URLS_KEY, AiaUrls, ClusterConfig, read_cluster, read_global, render, \
     write_cluster, write_global
+from engine.api.openapi_hints import pki
 from plugin.framework import (
     CodedError, Field, FieldData, FieldType, Operation, Path, Request, Response, UserError,
 )
@@ -140,13 +141,17 @@ def paths(ctx: PkiContext) -> list[Path]:
     replace_fields = {"default": Field(S, "Reference (id or name) of the new default issuer.", default="next")}
     return [
         Path("config/urls", url_fields, {Operation.READ: read_urls, Operation.UPDATE: write_urls},
+             operation_display={Operation.READ: pki("read", "urls-configuration"), Operation.UPDATE: pki("configure", "urls")},
              synopsis="Global AIA URLs put into issued certificates."),
         Path("config/cluster", cluster_fields, {Operation.READ: read_cluster_cfg, Operation.UPDATE: write_cluster_cfg},
+             operation_display={Operation.READ: pki("read", "cluster-configuration"), Operation.UPDATE: pki("configure", "cluster")},
              synopsis="This cluster's mount URLs (for AIA templating and ACME)."),
         Path("config/issuers", issuers_fields, {Operation.READ: read_issuers_cfg, Operation.UPDATE: ctx.serialized(write_issuers_cfg)},
+             operation_display={Operation.READ: pki("read", "issuers-configuration"), Operation.UPDATE: pki("configure", "issuers")},
              synopsis="The default issuer."),
-        Path("root/replace", replace_fields, {Operation.UPDATE: ctx.serialized(write_issuers_cfg)},
+        Path("root/replace", replace_fields, {Operation.UPDATE: ctx.serialized(write_issuers_cfg)}, display=pki("replace", "root"),
              synopsis="Make another issuer (default: the one named 'next') the default."),
         Path("config/keys", {"default": Field(S, "Reference (id or name) of the default key.")},
-             {Operation.READ: read_keys_cfg, Operation.UPDATE: ctx.serialized(write_keys_cfg)}, synopsis="The default key."),
+             {Operation.READ: read_keys_cfg, Operation.UPDATE: ctx.serialized(write_keys_cfg)}, synopsis="The default key.",
+             operation_display={Operation.READ: pki("read", "keys-configuration"), Operation.UPDATE: pki("configure", "keys")},)
     ]

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from engine import crl as crlmod
 from engine.issuers import IssuerRecord
 from engine.revocation import REVOKED_PREFIX
+from engine.api.openapi_hints import pki
 from plugin.framework import (
     CodedError,
     Field,
@@ -34,21 +35,18 @@ PEM_CRL = "application/x-pem-file"
 CONFIG_FIELDS = {
     "expiry": Field(FieldType.STRING, "The amount of time the generated CRL should be valid; defaults to 72 hours.",
                     default="72h"),
-    "disable": Field(FieldType.BOOL, "If set to true, disables generating the CRL entirely.", default=False),
-    "ocsp_disable": Field(FieldType.BOOL, "If set to true, ocsp unauthorized responses will be returned.",
-                          default=False),
+    "disable": Field(FieldType.BOOL, "If set to true, disables generating the CRL entirely."),
+    "ocsp_disable": Field(FieldType.BOOL, "If set to true, ocsp unauthorized responses will be returned."),
     "ocsp_expiry": Field(FieldType.STRING, "The amount of time an OCSP response will be valid (controls the "
                                            "NextUpdate field); defaults to 12 hours; 0 omits NextUpdate.",
                          default="12h"),
-    "auto_rebuild": Field(FieldType.BOOL, "If set to true, enables automatic rebuilding of the CRL.", default=False),
+    "auto_rebuild": Field(FieldType.BOOL, "If set to true, enables automatic rebuilding of the CRL."),
     "auto_rebuild_grace_period": Field(FieldType.STRING, "The time before the CRL expires to automatically "
                                                          "rebuild it, when enabled.", default="12h"),
-    "enable_delta": Field(FieldType.BOOL, "Whether to enable delta CRLs between authoritative CRL rebuilds.",
-                          default=False),
+    "enable_delta": Field(FieldType.BOOL, "Whether to enable delta CRLs between authoritative CRL rebuilds."),
     "delta_rebuild_interval": Field(FieldType.STRING, "The time between delta CRL rebuilds if a new revocation "
                                                       "has occurred.", default="15m"),
-    "allow_expired_cert_revocation": Field(FieldType.BOOL, "Whether to allow revoking expired certificates.",
-                                           default=False),
+    "allow_expired_cert_revocation": Field(FieldType.BOOL, "Whether to allow revoking expired certificates."),
 }
 
 
@@ -110,8 +108,9 @@ def paths(ctx: "PkiContext") -> list[Path]:
 
     async def issuer_crl(req: Request, d: FieldData) -> Response | None:
         issuer = await ctx.issuers(req.storage).resolve(req.match["issuer_ref"])
-        delta = bool(req.match.get("delta"))
-        kind = req.match.get("kind") or ""
+        tail = req.path.rsplit("/crl", 1)[1]
+        delta = tail.startswith("/delta")
+        kind = tail.rsplit("/", 1)[1] if tail.endswith(("/der", "/pem")) else ""
         der = await fetch(req, issuer, delta)
         if kind == "":
             return Response(data={"crl": _pem(der) if der else ""})
@@ -155,16 +154,18 @@ def paths(ctx: "PkiContext") -> list[Path]:
     ctx.invalidation_hooks.append(invalidate)
 
     ref = name_regex("issuer_ref")
-    ref_field = {"issuer_ref": Field(FieldType.STRING, "Reference to an existing issuer.")}
+    ref_field = {"issuer_ref": Field(FieldType.STRING, "Reference to an existing issuer.", default="default")}
     return [
         Path("config/crl", CONFIG_FIELDS, {Operation.READ: read_config, Operation.UPDATE: write_config},
+             operation_display={Operation.READ: pki("read", "crl-configuration"), Operation.UPDATE: pki("configure", "crl")},
              synopsis="Configure the CRL expiration, OCSP and rebuilding behaviour."),
-        Path("crl(/delta)?(/pem)?", {}, {Operation.READ: legacy_crl},
+        Path("crl(/delta)?(/pem)?", {}, {Operation.READ: legacy_crl}, display=pki("read", "crl-der|crl-delta|crl-pem|crl-delta-pem"),
              synopsis="Fetch the default issuer's complete or delta CRL (DER or PEM)."),
-        Path("cert/(crl|delta-crl)", {}, {Operation.READ: cert_crl},
+        Path("cert/(crl|delta-crl)", {}, {Operation.READ: cert_crl}, display=pki("read", "cert-crl|cert-delta-crl"),
              synopsis="Fetch the default issuer's CRL as JSON (PEM in `certificate`)."),
-        Path(f"issuer/{ref}/crl(?P<delta>/delta)?(/(?P<kind>der|pem))?", ref_field, {Operation.READ: issuer_crl},
+        Path(f"issuer/{ref}/crl(/pem|/der|/delta(/pem|/der)?)?", ref_field, {Operation.READ: issuer_crl},
+             display=pki("issuer", "read-crl|read-crl-pem|read-crl-der|read-crl-delta|read-crl-delta-pem|read-crl-delta-der"),
              synopsis="Fetch an issuer's complete or delta CRL."),
-        Path("crl/rotate", {}, {Operation.READ: rotate}, synopsis="Force a rebuild of every CRL."),
-        Path("crl/rotate-delta", {}, {Operation.READ: rotate_delta}, synopsis="Force a rebuild of the delta CRLs."),
+        Path("crl/rotate", {}, {Operation.READ: rotate}, display=pki("rotate", "crl"), synopsis="Force a rebuild of every CRL."),
+        Path("crl/rotate-delta", {}, {Operation.READ: rotate_delta}, display=pki("rotate", "delta-crl"), synopsis="Force a rebuild of the delta CRLs."),
     ]

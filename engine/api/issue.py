@@ -5,16 +5,17 @@ from engine import issuance
 from engine.api.roles import role_cache
 from engine.context import PkiContext
 from engine.roles import DEFAULT_KEY_USAGE, Role
+from engine.api.openapi_hints import REQUEST_LABELS, label, pki
 from plugin.framework import (
     Field, FieldData, FieldType, Operation, Path, Request, Response, SecretType, UnsupportedOperationError,
-    UserError, name_regex,
+    UserError, name_regex, with_display,
 )
 
 S, B, L, D, I = FieldType.STRING, FieldType.BOOL, FieldType.COMMA_STRING_SLICE, FieldType.DURATION, FieldType.INT
 
 
 def _common_fields() -> dict[str, Field]:
-    return {
+    return with_display({
         "role": Field(S, description="The role to issue against."),
         "issuer_ref": Field(S, description="Issuer to sign with (only the path value counts).", default="default"),
         "common_name": Field(S, description="The requested common name."),
@@ -34,13 +35,15 @@ def _common_fields() -> dict[str, Field]:
         "exclude_cn_from_sans": Field(B, description="Keep the common name out of the SANs.", default=False),
         "remove_roots_from_chain": Field(B, description="Drop self-signed certificates from ca_chain.", default=False),
         "cert_metadata": Field(S, description="Base64 metadata stored with the certificate's serial."),
-    }
+    }, **REQUEST_LABELS)
 
 
 def issue_fields() -> dict[str, Field]:
     fields = _common_fields()
-    fields["key_type"] = Field(S, description="Key type when the role's key_type is any.", default="")
-    fields["key_bits"] = Field(I, description="Key size when the role's key_type is any.", default=0)
+    fields["key_type"] = Field(S, description="Key type when the role's key_type is any.", default="",
+                               allowed_values=("", "rsa", "ec", "ed25519", "mldsa"), display=label(value=""))
+    fields["key_bits"] = Field(I, description="Key size when the role's key_type is any.", default=0,
+                               display=label(value=0))
     return fields
 
 
@@ -56,7 +59,7 @@ def verbatim_fields() -> dict[str, Field]:
         "key_usage": Field(L, description="Key usages when the CSR has none.", default=DEFAULT_KEY_USAGE),
         "ext_key_usage": Field(L, description="Extended key usages when the CSR has none.", default=[]),
         "ext_key_usage_oids": Field(L, description="Extra extended key usage OIDs."),
-        "signature_bits": Field(I, description="Hash size for RSA issuers.", default=0),
+        "signature_bits": Field(I, description="Hash size for RSA issuers.", default=0, display=label(value=0)),
         "use_pss": Field(B, description="RSASSA-PSS with RSA issuers.", default=False),
         "basic_constraints_valid_for_non_ca": Field(B, description="Add BasicConstraints CA:FALSE.", default=False),
     })
@@ -96,14 +99,16 @@ def paths(ctx: PkiContext) -> list[Path]:
     role_re = name_regex("role")
     issuer_re = name_regex("issuer_ref")
     out: list[Path] = []
-    for prefix, in_path in (("", False), (f"issuer/{issuer_re}/", True)):
+    for prefix, in_path, verb in (("", False, ""), (f"issuer/{issuer_re}/", True, "issuer-")):
         out += [
             Path(f"{prefix}issue/{role_re}", issue_fields(), {Operation.UPDATE: handler("issue", in_path)},
+                 display=pki(verb + "issue", "with-role"),
                  synopsis="Request a certificate and private key using the given role."),
             Path(f"{prefix}sign/{role_re}", sign_fields(), {Operation.UPDATE: handler("sign", in_path)},
+                 display=pki(verb + "sign", "with-role"),
                  synopsis="Sign a CSR under the given role."),
             Path(f"{prefix}sign-verbatim(/{role_re})?", verbatim_fields(),
-                 {Operation.UPDATE: handler("verbatim", in_path)},
+                 {Operation.UPDATE: handler("verbatim", in_path)}, display=pki(verb + "sign", "verbatim|verbatim-with-role"),
                  synopsis="Sign a CSR as it is, without role name checks."),
         ]
     return out

@@ -17,6 +17,7 @@ from engine.signing import SIGNATURE_ALGORITHMS, canonical_signature_algorithm, 
 from engine.storage import Storage, get_json
 from engine.urls import AiaUrls, read_cluster, read_global, render
 from engine.x509util import key_type_name
+from engine.api.openapi_hints import pki
 from plugin.framework import (
     CodedError, Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response,
     name_regex, paginate, raw_response,
@@ -173,7 +174,7 @@ ISSUER_FIELDS: dict[str, Field] = {
     "issuer_ref": Field(S, "Reference to an issuer: id, name or 'default'.", default="default"),
     "issuer_name": Field(S, "Issuer name (unique, not 'default')."),
     "leaf_not_after_behavior": Field(S, "What to do when a leaf would outlive the issuer: err, truncate or permit.",
-                                     default="err", allowed_values=LEAF_NOT_AFTER_BEHAVIORS),
+                                     default="err"),
     "manual_chain": Field(CSV, "Issuer references forming this issuer's chain; the first must be this issuer "
                                "('self')."),
     "usage": Field(CSV, "Allowed usages: read-only, issuing-certificates, crl-signing, ocsp-signing.",
@@ -212,7 +213,7 @@ def paths(ctx: PkiContext) -> list[Path]:
     async def read_raw(req: Request, d: FieldData) -> Response:
         issuers = ctx.issuers(req.storage)
         issuer = await resolve_for_read(issuers, req.match["issuer_ref"])
-        kind = req.match["kind"]
+        kind = req.path.rsplit("/", 1)[1]
         if kind == "pem":
             return raw_response(issuer.certificate_pem.encode(), "application/pem-certificate-chain")
         if kind == "der":
@@ -353,19 +354,21 @@ def paths(ctx: PkiContext) -> list[Path]:
                    "limit": Field(I, "Maximum number of entries.", query=True)}
     ref = name_regex("issuer_ref")
     return [
-        Path("issuers/?$", list_fields, {Operation.LIST: list_issuers},
+        Path("issuers/?$", list_fields, {Operation.LIST: list_issuers}, display=pki("list", "issuers"),
              synopsis="List issuers (with name, default flag, serial and key)."),
-        Path("issuer/" + ref + "/(?P<kind>json|der|pem)", {"issuer_ref": ISSUER_FIELDS["issuer_ref"],
-                                                           "kind": Field(S)},
-             {Operation.READ: read_raw}, synopsis="Fetch an issuer's certificate (unauthenticated)."),
+        Path("issuer/" + ref + "/(json|der|pem)", {"issuer_ref": ISSUER_FIELDS["issuer_ref"]},
+             {Operation.READ: read_raw}, display=pki("read", "issuer-json|issuer-der|issuer-pem"),
+             responses={Operation.READ: {200: "OK", 304: "Not Modified"}}, synopsis="Fetch an issuer's certificate (unauthenticated)."),
         Path("issuer/" + ref, ISSUER_FIELDS,
              {Operation.READ: read_issuer, Operation.UPDATE: ctx.serialized(update_issuer),
               Operation.PATCH: ctx.serialized(patch_issuer), Operation.DELETE: ctx.serialized(delete_issuer)},
+             display=pki(suffix="issuer"),
              synopsis="Read, update, patch or delete an issuer."),
-        Path("issuers/import/(?P<kind>cert|bundle)", {**pem_field, "kind": Field(S)},
-             {Operation.UPDATE: ctx.serialized(import_handler)}, synopsis="Import CA certificates (and, for bundle, keys)."),
-        Path("config/ca", pem_field, {Operation.UPDATE: ctx.serialized(import_handler)},
+        Path("issuers/import/(cert|bundle)", pem_field,
+             {Operation.UPDATE: ctx.serialized(import_handler)}, display=pki("issuers", "import-cert|import-bundle"), synopsis="Import CA certificates (and, for bundle, keys)."),
+        Path("config/ca", pem_field, {Operation.UPDATE: ctx.serialized(import_handler)}, display=pki("configure", "ca"),
              synopsis="Import a CA bundle (certificates and keys)."),
         Path("intermediate/set-signed", cert_field, {Operation.UPDATE: ctx.serialized(import_handler)},
+             display=pki("set-signed", "intermediate"),
              synopsis="Import the signed intermediate certificate (and its chain) for a generated CSR."),
     ]

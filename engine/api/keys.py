@@ -12,6 +12,7 @@ from engine.hsm.service import managed_key_fields
 from engine.keys import KeyRecord
 from engine.signing import generate_private_key, normalize_key_params
 from engine.x509util import colon_hex, key_type_name, pem_blocks, private_key_to_pem, subject_key_id, strip_pem
+from engine.api.openapi_hints import label, pki
 from plugin.framework import (
     Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response, name_regex,
     paginate,
@@ -86,7 +87,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         return None
 
     async def generate_key(req: Request, d: FieldData) -> Response:
-        kind = req.match["type"]
+        kind = req.path.rsplit("/", 1)[1]
         keys = ctx.keys(req.storage)
         name = await ca_ops.requested_key_name(d, keys)
         ext_ref = d.get("external_key_ref") or ""
@@ -156,8 +157,8 @@ def paths(ctx: PkiContext) -> list[Path]:
                   "key_name": Field(S, "New name of the key (empty removes the name).")}
     gen_fields = {
         "key_name": Field(S, "Name of the new key."),
-        "key_type": Field(S, 'Key type: "rsa", "ec" or "ed25519".', default="rsa",
-                          allowed_values=("rsa", "ec", "ed25519")),
+        "key_type": Field(S, 'Key type: "rsa", "ec", "ed25519" or "mldsa".', default="rsa",
+                          allowed_values=("rsa", "ec", "ed25519", "mldsa"), display=label(value="rsa")),
         "key_bits": Field(I, "Key size (0 = default for the type).", default=0),
         "external_key_ref": Field(S, "External key reference (kms type)."),
         "managed_key_name": Field(S, "Managed key name (kms type)."),
@@ -166,14 +167,17 @@ def paths(ctx: PkiContext) -> list[Path]:
     import_fields = {"pem_bundle": Field(S, "PEM of exactly one private key."),
                      "key_name": Field(S, "Name of the imported key.")}
     return [
-        Path("keys/?$", list_fields, {Operation.LIST: list_keys}, synopsis="List keys."),
+        Path("keys/?$", list_fields, {Operation.LIST: list_keys}, synopsis="List keys.", display=pki("list", "keys")),
         Path("key/" + name_regex("key_ref"), key_fields,
              {Operation.READ: read_key, Operation.UPDATE: ctx.serialized(update_key),
               Operation.DELETE: ctx.serialized(delete_key)},
+             display=pki(suffix="key"), responses={Operation.UPDATE: {204: "OK"}},
              synopsis="Read, rename or delete a key."),
-        Path("keys/generate/(?P<type>internal|exported|kms)", gen_fields, {Operation.UPDATE: ctx.serialized(generate_key)},
+        Path("keys/generate/(internal|exported|kms)", gen_fields, {Operation.UPDATE: ctx.serialized(generate_key)},
+             display=pki("generate", "internal-key|exported-key|kms-key"),
              synopsis="Generate a key (exported returns the private key, once)."),
-        Path("keys/import", import_fields, {Operation.UPDATE: ctx.serialized(import_key)}, synopsis="Import a private key."),
+        Path("keys/import", import_fields, {Operation.UPDATE: ctx.serialized(import_key)}, synopsis="Import a private key.",
+             display=pki("import", "key")),
     ]
 
 

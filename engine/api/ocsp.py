@@ -9,6 +9,7 @@ from urllib.parse import unquote
 
 from engine import crl as crlmod
 from engine import ocsp
+from engine.api.openapi_hints import pki
 from plugin.framework import Field, FieldData, FieldType, Operation, Path, Request, Response, raw_response
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ def paths(ctx: "PkiContext") -> list[Path]:
         return await answer(req, decode_get(req.match.get("req", "")))
 
     return [
-        Path("ocsp", {}, {Operation.UPDATE: post}, takes_raw_body=True,
+        Path("ocsp", {}, {Operation.UPDATE: post}, takes_raw_body=True, display=pki("query", "ocsp"),
              synopsis="Query a certificate's revocation status through OCSP (DER request body)."),
         Path("ocsp/(?P<req>.+)", {"req": Field(FieldType.STRING, "base-64 encoded OCSP request")},
-             {Operation.READ: get}, synopsis="Query a certificate's revocation status through OCSP (GET form)."),
+             {Operation.READ: get}, display=pki("query", "ocsp-with-get-req"), synopsis="Query a certificate's revocation status through OCSP (GET form)."),
     ]

@@ -31,6 +31,7 @@ from engine.revocation import (
 )
 from engine.signing import load_private_key_pem
 from engine.x509util import cert_serial_colon, public_key_der, serial_storage_form
+from engine.api.openapi_hints import pki
 from plugin.framework import (
     Field,
     FieldData,
@@ -252,21 +253,21 @@ def paths(ctx: "PkiContext") -> list[Path]:
                                                "issuer in this mount."),
     }
     return [
-        Path("revoke", fields=target_fields, operations={Operation.UPDATE: revoke},
+        Path("revoke", fields=target_fields, operations={Operation.UPDATE: revoke}, display=pki("revoke"),
              synopsis="Revoke a certificate by serial number or with explicit certificate.",
              description="Revoke a certificate; the revocation is in storage when the call returns."),
         Path("revoke-with-key", fields={**target_fields, "private_key": Field(
                  FieldType.STRING, "Key to use to verify revocation permission; must be in PEM format.")},
-             operations={Operation.UPDATE: revoke_with_key},
+             operations={Operation.UPDATE: revoke_with_key}, display=pki("revoke", "with-key"),
              synopsis="Revoke a certificate, proving possession of its private key."),
         Path("certs/revoked/?", fields={
                  "after": Field(FieldType.STRING, "Optional entry to list begin listing after.", query=True),
                  "limit": Field(FieldType.INT, "Optional number of entries to return.", default=-1, query=True)},
-             operations={Operation.LIST: list_revoked},
+             operations={Operation.LIST: list_revoked}, display=pki("list", "revoked-certs"),
              synopsis="List all revoked serial numbers within the local cluster."),
         Path(f"issuer/{name_regex('issuer_ref')}/revoke", fields={
-                 "issuer_ref": Field(FieldType.STRING, "Reference to an existing issuer.")},
-             operations={Operation.UPDATE: revoke_issuer},
+                 "issuer_ref": Field(FieldType.STRING, "Reference to an existing issuer.", default="default")},
+             operations={Operation.UPDATE: revoke_issuer}, display=pki("revoke", "issuer"),
              synopsis="Revoke the specified issuer certificate."),
     ]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from engine.context import PkiContext
 from engine.roles import ROLE_FIELDS, RoleCache, build_role
+from engine.api.openapi_hints import pki
 from plugin.framework import (
     Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response, name_regex,
     paginate,
@@ -65,8 +66,12 @@ def paths(ctx: PkiContext) -> list[Path]:
     name_field = {"name": Field(FieldType.STRING, description="Name of the role.")}
     return [
         Path("roles/?$", {"after": Field(FieldType.STRING, query=True), "limit": Field(FieldType.INT, query=True)},
-             {Operation.LIST: list_roles}, synopsis="List the existing roles in this backend."),
-        Path("roles/" + name_regex("name"), {**name_field, **ROLE_FIELDS},
+             {Operation.LIST: list_roles}, synopsis="List the existing roles in this backend.",
+             display=pki("list", "roles")),
+        # `backend` is accepted and ignored, as by the built-in engine.
+        Path("roles/" + name_regex("name"), {**name_field, **ROLE_FIELDS,
+                                             "backend": Field(FieldType.STRING, "Ignored (legacy).")},
              {Operation.READ: read, Operation.UPDATE: write, Operation.PATCH: patch, Operation.DELETE: delete},
+             display=pki(suffix="role"),
              synopsis="Manage the roles that can be created with this backend."),
     ]

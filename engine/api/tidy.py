@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from engine import tidy as tidymod
+from engine.api.openapi_hints import pki
 from plugin.framework import Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, raw_response
 from plugin.framework.fields import FieldError, parse_duration
 
@@ -25,19 +26,16 @@ ALREADY = "Tidy operation already in progress."
 
 B, D = FieldType.BOOL, FieldType.DURATION
 TIDY_FIELDS: dict[str, Field] = {
-    "tidy_cert_store": Field(B, "Set to true to enable tidying up the certificate store", default=False),
+    "tidy_cert_store": Field(B, "Set to true to enable tidying up the certificate store"),
     "tidy_revoked_certs": Field(B, "Set to true to expire all revoked and expired certificates, removing them "
-                                   "both from the CRL and from storage.", default=False),
-    "tidy_revocation_list": Field(B, "Deprecated; synonym for 'tidy_revoked_certs'.", default=False,
-                                  deprecated=True),
-    "tidy_invalid_certs": Field(B, "Set to true to remove unparseable entries from the certificate store.",
-                                default=False),
+                                   "both from the CRL and from storage."),
+    "tidy_revocation_list": Field(B, "Deprecated; synonym for 'tidy_revoked_certs'."),
+    "tidy_invalid_certs": Field(B, "Set to true to remove unparseable entries from the certificate store."),
     "tidy_revoked_cert_issuer_associations": Field(B, "Set to true to validate issuer associations on revocation "
-                                                      "entries.", default=False),
+                                                      "entries."),
     "tidy_expired_issuers": Field(B, "Set to true to automatically remove expired issuers past the "
-                                     "issuer_safety_buffer.", default=False),
-    "tidy_move_legacy_ca_bundle": Field(B, "Set to true to move the legacy ca_bundle to a backup location.",
-                                        default=False),
+                                     "issuer_safety_buffer."),
+    "tidy_move_legacy_ca_bundle": Field(B, "Set to true to move the legacy ca_bundle to a backup location."),
     "tidy_acme": Field(B, "Set to true to tidy ACME state (nothing to do in this plugin's store).", default=False),
     "safety_buffer": Field(D, "The amount of extra time that must have passed beyond certificate expiration "
                               "before it is removed.", default=259200),
@@ -52,7 +50,7 @@ TIDY_FIELDS: dict[str, Field] = {
 }
 AUTO_FIELDS: dict[str, Field] = {
     **TIDY_FIELDS,
-    "enabled": Field(B, "Set to true to enable automatic tidy operations.", default=False),
+    "enabled": Field(B, "Set to true to enable automatic tidy operations."),
     "interval_duration": Field(D, "Interval at which to run an auto-tidy operation.", default=43200),
     "maintain_stored_certificate_counts": Field(B, "Keep certificate counts (accepted, not maintained).",
                                                 default=False),
@@ -150,10 +148,13 @@ def paths(ctx: "PkiContext") -> list[Path]:
 
     ctx.periodic_hooks.append(periodic)
     return [
-        Path("tidy", TIDY_FIELDS, {Operation.UPDATE: tidy}, synopsis="Tidy up the backend by removing expired "
+        Path("tidy", TIDY_FIELDS, {Operation.UPDATE: tidy}, display=pki("tidy"),
+             responses={Operation.UPDATE: {202: "Accepted"}}, synopsis="Tidy up the backend by removing expired "
              "certificates, revocation information, or both."),
-        Path("tidy-status", {}, {Operation.READ: status}, synopsis="Returns the status of the tidy operation."),
-        Path("tidy-cancel", {}, {Operation.UPDATE: cancel}, synopsis="Cancels a running tidy operation."),
+        Path("tidy-status", {}, {Operation.READ: status}, display=pki("tidy", "status"), synopsis="Returns the status of the tidy operation."),
+        Path("tidy-cancel", {}, {Operation.UPDATE: cancel}, display=pki("tidy", "cancel"), synopsis="Cancels a running tidy operation."),
         Path("config/auto-tidy", AUTO_FIELDS, {Operation.READ: read_auto, Operation.UPDATE: write_auto},
+             operation_display={Operation.READ: pki("read", "auto-tidy-configuration"),
+                                Operation.UPDATE: pki("configure", "auto-tidy")},
              synopsis="Modifies the current configuration for automatic tidy execution."),
     ]

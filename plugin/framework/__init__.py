@@ -10,7 +10,7 @@ from plugin.framework.errors import (
     UserError,
     VaultError,
 )
-from plugin.framework.fields import Field, FieldData, FieldType
+from plugin.framework.fields import DisplayAttrs, Field, FieldData, FieldType, with_display
 from plugin.framework.path import OperationSpec, Path, any_regex, name_regex
 from plugin.framework.request import (
     Operation,
@@ -28,7 +28,7 @@ from plugin.framework.request import (
 __all__ = [
     "Backend", "Outcome", "SecretType", "SpecialPaths", "CodedError", "InternalError", "InvalidRequestError",
     "PermissionDeniedError", "UnsupportedOperationError", "UnsupportedPathError", "UserError", "VaultError",
-    "Field", "FieldData", "FieldType", "OperationSpec", "Path", "any_regex", "name_regex", "Operation",
+    "DisplayAttrs", "with_display", "Field", "FieldData", "FieldType", "OperationSpec", "Path", "any_regex", "name_regex", "Operation",
     "Request", "Response", "Secret", "StaticSystemView", "SystemView", "error_response", "list_response",
     "paginate", "raw_response",
 ]

@@ -43,22 +43,58 @@ class FieldType(enum.Enum):
 
 _OPENAPI_TYPES: dict[FieldType, dict[str, Any]] = {
     FieldType.STRING: {"type": "string"},
-    FieldType.LOWERCASE_STRING: {"type": "string"},
-    FieldType.NAME: {"type": "string"},
+    FieldType.LOWERCASE_STRING: {"type": "string", "format": "lowercase"},
+    FieldType.NAME: {"type": "string", "pattern": r"\w([\w-.]*\w)?"},
     FieldType.INT: {"type": "integer"},
     FieldType.INT64: {"type": "integer", "format": "int64"},
-    FieldType.FLOAT: {"type": "number"},
+    FieldType.FLOAT: {"type": "number", "format": "float"},
     FieldType.BOOL: {"type": "boolean"},
     FieldType.DURATION: {"type": "integer", "format": "seconds"},
     FieldType.SIGNED_DURATION: {"type": "integer", "format": "seconds"},
     FieldType.COMMA_STRING_SLICE: {"type": "array", "items": {"type": "string"}},
     FieldType.STRING_SLICE: {"type": "array", "items": {"type": "string"}},
     FieldType.COMMA_INT_SLICE: {"type": "array", "items": {"type": "integer"}},
-    FieldType.MAP: {"type": "object"},
-    FieldType.KV_PAIRS: {"type": "object"},
+    FieldType.MAP: {"type": "object", "format": "map"},
+    FieldType.KV_PAIRS: {"type": "object", "format": "kvpairs"},
     FieldType.TIME: {"type": "string", "format": "date-time"},
-    FieldType.HEADER: {"type": "object"},
+    FieldType.HEADER: {"type": "string"},
 }
+
+
+@dataclass(frozen=True)
+class DisplayAttrs:
+    """Vault's `x-vault-displayAttrs`: how the web UI labels and pre-fills a field, and (operation_* hints,
+    never rendered) how a path's operationIds are built."""
+
+    name: str = ""
+    value: Any = None            # the UI pre-fills the form with this
+    group: str = ""
+    sensitive: bool = False
+    edit_type: str = ""
+    item_type: str = ""
+    navigation: bool = False
+    action: str = ""
+    operation_prefix: str = ""
+    operation_verb: str = ""
+    operation_suffix: str = ""
+
+    def openapi(self) -> dict[str, Any] | None:
+        # `value` may be a falsy default the form shows (0, "", false); only None means "no value".
+        out: dict[str, Any] = {} if self.value is None else {"value": self.value}
+        for key, attr in (("name", "name"), ("sensitive", "sensitive"),
+                          ("navigation", "navigation"), ("itemType", "item_type"), ("group", "group"),
+                          ("action", "action"), ("editType", "edit_type")):
+            value = getattr(self, attr)
+            if value:
+                out[key] = value
+        return out or None
+
+
+def with_display(fields: dict[str, "Field"], **attrs: DisplayAttrs) -> dict[str, "Field"]:
+    """The fields with the web UI's labels and pre-filled values set on those named."""
+    from dataclasses import replace
+
+    return {name: replace(spec, display=attrs[name]) if name in attrs else spec for name, spec in fields.items()}
 
 
 class FieldError(ValueError):
@@ -74,6 +110,7 @@ class Field:
     allowed_values: tuple[Any, ...] = ()   # documentation only, as in Vault; handlers validate
     deprecated: bool = False
     query: bool = False                     # documented as a query parameter (reads/lists)
+    display: DisplayAttrs | None = None
 
     def default_value(self) -> Any:
         if callable(self.default):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from plugin.framework.fields import Field, FieldType
+from plugin.framework.fields import DisplayAttrs, Field, FieldType
 from plugin.framework.path import Path
 from plugin.framework.request import Operation
 
@@ -16,36 +16,60 @@ if TYPE_CHECKING:
     from plugin.framework.backend import Backend
 
 OPENAPI_VERSION = "3.0.2"
-_META = re.compile(r"[\\^$*+?()\[\]{}|]")
+_METHOD = {Operation.READ: "get", Operation.LIST: "get", Operation.CREATE: "post", Operation.UPDATE: "post",
+           Operation.PATCH: "patch", Operation.DELETE: "delete"}
+_NON_WORD = re.compile(r"[^\w]+")
 
 
-def _split_alternatives(text: str) -> list[str]:
-    parts, depth, cur = [], 0, []
-    i = 0
+class _Unexpandable(ValueError):
+    """A route regex with a construct (class, repetition, wildcard) that has no OpenAPI path form."""
+
+
+# Route regexes are parsed into a small tree: ("lit", char), ("param", name), ("alt", [[node...], ...]) for a
+# group, ("opt", node) for `?`. Only what Vault's path patterns use; anything else makes the pattern
+# unexpandable, and it is then documented by its regex without operations, as Vault does.
+
+def _parse(text: str, i: int = 0, stop: str = "") -> tuple[list[list[tuple]], int]:
+    alternatives: list[list[tuple]] = [[]]
     while i < len(text):
         ch = text[i]
-        if ch == "\\":
-            cur.append(text[i:i + 2])
-            i += 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            parts.append("".join(cur))
-            cur = []
+        if ch == stop:
+            return alternatives, i + 1
+        seq = alternatives[-1]
+        if ch == "|":
+            alternatives.append([])
             i += 1
-            continue
-        cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
+        elif ch == "\\":
+            seq.append(("lit", text[i + 1]))
+            i += 2
+        elif ch in "^$":
+            i += 1
+        elif ch == "?":
+            if not seq:
+                raise _Unexpandable(text)
+            seq[-1] = ("opt", seq[-1])
+            i += 1
+        elif ch == "(":
+            named = re.match(r"\(\?P<(\w+)>", text[i:])
+            if named:
+                seq.append(("param", named.group(1)))
+                i = _skip_group(text, i)
+            else:
+                i += 3 if text.startswith("(?:", i) else 1
+                inner, i = _parse(text, i, ")")
+                seq.append(("alt", inner))
+        elif ch in ".[*+{":
+            raise _Unexpandable(text)
+        else:
+            seq.append(("lit", ch))
+            i += 1
+    if stop:
+        raise _Unexpandable(text)
+    return alternatives, i
 
 
-def _matching_paren(text: str, start: int) -> int:
-    depth = 0
-    i = start
+def _skip_group(text: str, start: int) -> int:
+    depth, i = 0, start
     while i < len(text):
         ch = text[i]
         if ch == "\\":
@@ -56,186 +80,227 @@ def _matching_paren(text: str, start: int) -> int:
         elif ch == ")":
             depth -= 1
             if depth == 0:
-                return i
+                return i + 1
         i += 1
-    raise ValueError("unbalanced pattern")
+    raise _Unexpandable(text)
+
+
+def _collect(nodes: list[tuple], paths: list[list]) -> list[list]:
+    """Each path is [text, length at which a lone optional slash was appended]; like Vault, a variant that
+    ends right after such a slash is dropped (`roles/?` documents `roles` only)."""
+    for node in nodes:
+        kind = node[0]
+        if kind == "lit":
+            for p in paths:
+                p[0] += node[1]
+        elif kind == "param":
+            for p in paths:
+                p[0] += "{" + node[1] + "}"
+        elif kind == "alt":
+            out: list[list] = []
+            for alt in node[1]:
+                out += _collect(alt, [list(p) for p in paths])
+            paths = out
+        else:  # opt: the variants without the part come first, then those with it
+            child = node[1]
+            extra = _collect([child], [list(p) for p in paths])
+            if child == ("lit", "/"):
+                for p in extra:
+                    p[1] = len(p[0])
+            paths = paths + extra
+    return paths
 
 
 def expand_pattern(pattern: str) -> list[str] | None:
-    """OpenAPI paths for a route regex, or None when the regex uses constructs we cannot expand."""
-    body = pattern.removeprefix("^").removesuffix("$")
-    if body.endswith("/?"):
-        body = body[:-2]
+    """The OpenAPI paths a route regex stands for, in Vault's order, or None when it has no such form."""
     try:
-        found = _expand(body)
-    except ValueError:
+        alternatives, _ = _parse(pattern)
+    except _Unexpandable:
         return None
-    if found is None:
-        return None
+    found = _collect([("alt", alternatives)], [["", -1]])
     out: list[str] = []
-    for item in found:
-        clean = "/" + item.strip("/")
+    for text, slash_at in found:
+        if slash_at == len(text):
+            continue
+        clean = "/" + text
         if clean not in out:
             out.append(clean)
     return out
 
 
-def _expand(text: str) -> list[str] | None:
-    start = -1
-    i = 0
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-            continue
-        if text[i] == "(":
-            start = i
-            break
-        i += 1
-    if start < 0:
-        plain = text.replace("\\.", ".").replace("\\-", "-")
-        stripped = plain.replace("/?", "/")
-        return None if _META.search(stripped.replace("{", "").replace("}", "")) else [stripped]
-    end = _matching_paren(text, start)
-    inner = text[start + 1:end]
-    rest = text[end + 1:]
-    optional = rest.startswith("?")
-    if optional:
-        rest = rest[1:]
-    named = re.match(r"\?P<(\w+)>", inner)
-    if named:
-        options = ["{" + named.group(1) + "}"]
-    else:
-        inner = inner.removeprefix("?:")
-        options = []
-        for alt in _split_alternatives(inner):
-            sub = _expand(alt)
-            if sub is None:
-                return None
-            options.extend(sub)
-    if optional:
-        options.append("")
-    results: list[str] = []
-    for opt in options:
-        sub = _expand(text[:start] + _escape_braces(opt) + rest)
-        if sub is None:
-            return None
-        results.extend(sub)
-    return results
-
-
-def _escape_braces(text: str) -> str:
-    return text  # placeholders are plain braces; _expand treats them as literal text
-
-
-def _schema(spec: Field) -> dict[str, Any]:
+def _schema(spec: Field, with_description: bool = True) -> dict[str, Any]:
     out = dict(spec.type.openapi)
-    if spec.description:
-        out["description"] = spec.description
+    if spec.type.value in ("comma_string_slice", "string_slice", "comma_int_slice"):
+        out["items"] = dict(out["items"])
+    if with_description and spec.description:
+        out["description"] = " ".join(spec.description.split())
     if spec.allowed_values:
         out["enum"] = list(spec.allowed_values)
     if spec.default is not None and not callable(spec.default):
         out["default"] = spec.default
     if spec.deprecated:
         out["deprecated"] = True
+    if spec.display is not None and (attrs := spec.display.openapi()):
+        out["x-vault-displayAttrs"] = attrs
     return out
 
 
-def _path_matches_special(oapi_path: str, patterns: list[str]) -> bool:
-    segs = oapi_path.strip("/").split("/")
+def special_path_match(path: str, patterns: list[str]) -> bool:
+    """Whether an OpenAPI path (no leading slash) falls under a special-paths entry (`*` and `+` wildcards)."""
+    parts = path.split("/")
     for pat in patterns:
-        if pat.endswith("*"):
-            prefix = pat[:-1]
-            if oapi_path.strip("/").startswith(prefix.replace("+", "")) and "+" not in prefix:
-                return True
+        if pat == path or (pat.endswith("*") and path.startswith(pat[:-1])):
+            return True
+        if "+" not in pat:
             continue
-        psegs = pat.strip("/").split("/")
-        if len(psegs) == len(segs) and all(p == "+" or p == s or s.startswith("{") for p, s in zip(psegs, segs)):
-            if all(p == "+" or p == s for p, s in zip(psegs, segs) if not s.startswith("{")):
+        pparts = pat.split("/")
+        if len(parts) < len(pparts):
+            continue
+        for part, want in zip(parts, pparts):
+            if want == "+":
+                continue
+            if want == "*" or (want.endswith("*") and part.startswith(want[:-1])):
+                return True
+            if want != part:
+                break
+        else:
+            if len(parts) == len(pparts):
                 return True
     return False
 
 
-def _op_id(prefix: str, verb: str, oapi_path: str) -> str:
-    words = [w.strip("{}") for w in oapi_path.strip("/").split("/") if w]
-    slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "-", w) for w in words) or "root"
-    return "-".join(p for p in (prefix, verb, slug) if p)
+def operation_id(path: str, index: int, path_attrs: DisplayAttrs | None, op: Operation,
+                 op_attrs: DisplayAttrs | None, default_prefix: str) -> str:
+    """Vault's rule: prefix-verb-suffix from the display hints (operation's first, then the path's); a
+    `|`-separated suffix picks the entry of the expanded path's index; what is missing comes from the mount
+    type prefix, the operation name and the path's words."""
+    prefix = verb = suffix = ""
+    for attrs in (op_attrs, path_attrs):
+        if attrs is not None:
+            prefix = prefix or attrs.operation_prefix
+            verb = verb or attrs.operation_verb
+            suffix = suffix or attrs.operation_suffix
+    out_of_range = False
+    suffixes = suffix.split("|")
+    if len(suffixes) > 1 or index > 0:
+        if index >= len(suffixes):
+            suffix, out_of_range = "", True
+        else:
+            suffix = suffixes[index]
+    if not prefix and not verb:
+        prefix = default_prefix
+    need_suffix = not suffix and (not verb or out_of_range)
+    if not verb:
+        verb = "write" if op is Operation.UPDATE else op.value
+    if need_suffix:
+        suffix = "-".join(w for w in _NON_WORD.split(path) if w)
+    return "-".join(w for w in (prefix, verb, suffix) if w).lower()
 
 
-def _path_item(backend: "Backend", path: Path, oapi_path: str, prefix: str) -> dict[str, Any]:
+def _title(op_id: str) -> str:
+    return "".join(w[:1].upper() + w[1:] for w in op_id.split("-"))
+
+
+def _path_item(backend: "Backend", path: Path, oapi_path: str, index: int, prefix: str,
+               schemas: dict[str, Any]) -> dict[str, Any]:
+    bare = oapi_path.lstrip("/")
     captures = re.findall(r"\{(\w+)\}", oapi_path)
-    params = [{
-        "name": name,
-        "description": (path.fields[name].description if name in path.fields else ""),
-        "in": "path",
-        "schema": {"type": "string"},
-        "required": True,
-    } for name in captures]
-    item: dict[str, Any] = {"description": path.synopsis, "parameters": params}
-    if _path_matches_special(oapi_path, backend.special_paths.unauthenticated):
-        item["x-vault-unauthenticated"] = True
-    if _path_matches_special(oapi_path, backend.special_paths.root):
-        item["x-vault-sudo"] = True
-    if path.exists is not None:
-        item["x-vault-createSupported"] = True
-    body_fields = {n: f for n, f in path.fields.items() if n not in captures}
     ops = path.operations
-    if Operation.READ in ops or Operation.LIST in ops:
-        get: dict[str, Any] = {
-            "summary": path.summary_for(Operation.READ if Operation.READ in ops else Operation.LIST),
-            "operationId": _op_id(prefix, "read" if Operation.READ in ops else "list", oapi_path),
-            "tags": ["secrets"],
-            "responses": {"200": {"description": "OK"}},
-        }
-        if Operation.LIST in ops:
-            get["parameters"] = [{
-                "name": "list", "description": "Return a list if `true`", "in": "query",
-                "schema": {"type": "string", "enum": ["true"]}, "required": Operation.READ not in ops,
-            }]
-        item["get"] = get
-    properties = {n: _schema(f) for n, f in body_fields.items()}
-
-    def with_body(op: Operation, verb: str, content_type: str) -> dict[str, Any]:
-        return {
-            "summary": path.summary_for(op),
-            "operationId": _op_id(prefix, verb, oapi_path),
-            "tags": ["secrets"],
-            "requestBody": {"required": True, "content": {content_type: {"schema": {
-                "type": "object", "properties": properties}}}},
-            "responses": {"200": {"description": "OK"}},
-        }
-
-    if Operation.UPDATE in ops or Operation.CREATE in ops:
-        item["post"] = with_body(Operation.UPDATE, "write", "application/json")
-    if Operation.PATCH in ops:
-        item["patch"] = with_body(Operation.PATCH, "patch", "application/merge-patch+json")
-    if Operation.DELETE in ops:
-        item["delete"] = {
-            "summary": path.summary_for(Operation.DELETE),
-            "operationId": _op_id(prefix, "delete", oapi_path),
-            "tags": ["secrets"],
-            "responses": {"204": {"description": "empty body"}},
-        }
+    documents_query = any(op in ops for op in (Operation.READ, Operation.UPDATE, Operation.CREATE))
+    params = []
+    for name, spec in path.fields.items():
+        if name in captures:
+            location = "path"
+        elif spec.query and documents_query:
+            location = "query"
+        else:
+            continue
+        schema = _schema(spec, with_description=False)
+        schema.pop("format", None)
+        schema.pop("deprecated", None)
+        schema.pop("items", None)
+        param: dict[str, Any] = {"name": name, "in": location, "schema": schema}
+        if spec.description:
+            param["description"] = " ".join(spec.description.split())
+        if location == "path":
+            param["required"] = True
+        if spec.deprecated:
+            param["deprecated"] = True
+        params.append(param)
+    params.sort(key=lambda p: p["name"].lower())
+    item: dict[str, Any] = {}
+    if path.synopsis:
+        item["description"] = " ".join(path.synopsis.split())
+    if params:
+        # Never an empty list: the web UI destructures the first parameter of a present list.
+        item["parameters"] = params
+    if special_path_match(bare, backend.special_paths.root):
+        item["x-vault-sudo"] = True
+    if special_path_match(bare, backend.special_paths.unauthenticated):
+        item["x-vault-unauthenticated"] = True
+    if path.exists is not None or Operation.CREATE in ops:
+        item["x-vault-createSupported"] = True
+    if path.display is not None and (attrs := path.display.openapi()):
+        item["x-vault-displayAttrs"] = attrs
+    body_fields = {n: f for n, f in path.fields.items() if n not in captures and not f.query}
+    for op in (Operation.READ, Operation.LIST, Operation.UPDATE, Operation.CREATE, Operation.PATCH,
+               Operation.DELETE):
+        if op not in ops:
+            continue
+        if op is Operation.CREATE and Operation.UPDATE in ops:
+            continue
+        if op is Operation.LIST and Operation.READ in ops:
+            continue
+        op_id = operation_id(bare, index, path.display, op, path.display_for(op), prefix)
+        entry: dict[str, Any] = {}
+        summary = path.summary_for(op)
+        if summary:
+            entry["summary"] = " ".join(summary.split())
+        entry["operationId"] = op_id
+        entry["tags"] = ["secrets"] if backend.backend_type == 1 else ["auth"]
+        if op is Operation.LIST:
+            entry["parameters"] = [{"name": "list", "description": "Must be set to `true`", "in": "query",
+                                    "schema": {"type": "string", "enum": ["true"]}, "required": True}]
+        elif op is Operation.READ and Operation.LIST in ops:
+            entry["parameters"] = [{"name": "list", "description": "Return a list if `true`", "in": "query",
+                                    "schema": {"type": "string"}}]
+        if op in (Operation.UPDATE, Operation.CREATE, Operation.PATCH) and body_fields:
+            body: dict[str, Any] = {"type": "object",
+                                    "properties": {n: _schema(f) for n, f in sorted(body_fields.items())}}
+            required = sorted(n for n, f in body_fields.items() if f.required)
+            if required:
+                body["required"] = required
+            name = _title(op_id) + "Request"
+            schemas[name] = body
+            entry["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{name}"}}}}
+        codes = path.responses.get(op)
+        if codes is None:
+            codes = {204: "No Content"} if op is Operation.DELETE else {200: "OK"}
+        entry["responses"] = {str(code): {"description": text} for code, text in sorted(codes.items())}
+        item[_METHOD[op]] = entry
     return item
 
 
 def document(backend: "Backend", prefix: str, only: Path | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
     for path in backend.paths:
         if only is not None and path is not only:
             continue
         expanded = expand_pattern(path.pattern)
         if expanded is None:
-            paths[path.pattern] = {"description": path.synopsis}
+            paths.setdefault(path.pattern, {"description": path.synopsis})
             continue
-        for oapi_path in expanded:
+        for index, oapi_path in enumerate(expanded):
             if oapi_path not in paths:
-                paths[oapi_path] = _path_item(backend, path, oapi_path, prefix)
+                paths[oapi_path] = _path_item(backend, path, oapi_path, index, prefix, schemas)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "python-pki", "description": backend.help.strip().splitlines()[0] if backend.help else "",
                  "version": "", "license": {"name": "", "url": ""}},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }
 
 

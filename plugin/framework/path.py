@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping
 
-from plugin.framework.fields import Field, FieldData
+from plugin.framework.fields import DisplayAttrs, Field, FieldData
 from plugin.framework.request import Operation, Request, Response
 
 Handler = Callable[[Request, FieldData], Awaitable[Response | None]]
@@ -30,6 +30,7 @@ class OperationSpec:
     handler: Handler
     summary: str = ""
     description: str = ""
+    display: DisplayAttrs | None = None     # operationId hints for this operation (see Path.display)
 
 
 @dataclass
@@ -45,6 +46,12 @@ class Path:
     # Work that is not one storage write (background tasks, network I/O, several writes): a performance standby
     # answers it up front with the read-only error, so the server replays it on the active before anything runs.
     forward_performance_standby: bool = False
+    # OpenAPI: operationId hints (operation_prefix/verb/suffix, as in Vault; a `|`-separated suffix names each
+    # path the pattern expands to), per-operation overrides, and the documented response codes of operations
+    # that do not answer 200 (204 for delete) with their descriptions.
+    display: DisplayAttrs | None = None
+    operation_display: Mapping[Operation, DisplayAttrs] = field(default_factory=dict)
+    responses: Mapping[Operation, Mapping[int, str]] = field(default_factory=dict)
     regex: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +70,12 @@ class Path:
         if spec is None:
             return None
         return spec.handler if isinstance(spec, OperationSpec) else spec
+
+    def display_for(self, op: Operation) -> DisplayAttrs | None:
+        spec = self.operations.get(op)
+        if isinstance(spec, OperationSpec) and spec.display is not None:
+            return spec.display
+        return self.operation_display.get(op)
 
     def summary_for(self, op: Operation) -> str:
         spec = self.operations.get(op)
