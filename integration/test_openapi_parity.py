@@ -11,14 +11,20 @@ import re
 from integration.harness import BaoServer
 from integration.openapi_diff import diff
 
-# Request fields only we accept (Vault's spellings and features OpenBao lacks; see the README).
+# Request fields only we accept (Vault's spellings and features OpenBao lacks; see the README), with the
+# paths (a regex) where they may appear.
 EXTRA_FIELDS = {
-    "cert_metadata", "no_store_metadata",            # certificate metadata (Vault Enterprise)
-    "managed_key_id", "managed_key_name",            # Vault's managed-key references
-    "enforce_leaf_not_after_behavior",               # Vault's sign-intermediate option
-    "key_usage",                                     # Vault accepts key_usage on CSR generation
+    "cert_metadata": r"(/issuer/\{issuer_ref\})?/(issue|sign|sign-verbatim)(/\{role\})?",  # certificate metadata
+    "no_store_metadata": r"/roles/\{name\}",
+    "managed_key_id": r".*/(generate|rotate)/.*|/intermediate/cross-sign",   # Vault's managed-key references
+    "managed_key_name": r".*/(generate|rotate)/.*|/intermediate/cross-sign",
+    "enforce_leaf_not_after_behavior": r".*/sign-intermediate",              # Vault's sign-intermediate option
+    "key_usage": r"(/issuers)?/(intermediate/generate/\{exported\}|generate/intermediate/\{exported\})"
+                 r"|/intermediate/cross-sign",                               # Vault accepts it on CSRs
+    "max_ttl": r"/config/acme", "profiles": r"/config/acme", "enable_ari": r"/config/acme",  # ACME extensions
 }
-_EXTRA_FIELD = re.compile(r"\.requestBody\.content\.application/json\.properties\.(\w+): only in ours ")
+_EXTRA_FIELD = re.compile(r"^(\S+)\.(?:post|patch)\.requestBody\.content\.application/json\.properties\.(\w+): "
+                          r"only in ours ")
 # The built-in documents 1h as ocsp_expiry's default but applies 12h; we document the 12h we apply.
 DELIBERATE = {
     '/config/crl.post.requestBody.content.application/json.properties.ocsp_expiry.default: '
@@ -28,7 +34,8 @@ DELIBERATE = {
 
 def _deliberate(line: str) -> bool:
     m = _EXTRA_FIELD.search(line)
-    return line in DELIBERATE or bool(m and m.group(1) in EXTRA_FIELDS)
+    return line in DELIBERATE or bool(m and m.group(2) in EXTRA_FIELDS
+                                      and re.fullmatch(EXTRA_FIELDS[m.group(2)], m.group(1)))
 
 
 def _doc(bao: BaoServer, mount: str) -> dict:

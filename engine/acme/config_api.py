@@ -13,6 +13,7 @@ from engine.acme.config import (
 )
 from engine.acme.records import ACCOUNTS, EABS, AcmeStore, Eab, now, rfc3339
 from engine.acme.paths import acme_prefixes, directory_of
+from engine.api.openapi_hints import pki
 from engine.api.roles import role_cache
 from engine.context import PkiContext
 from engine.urls import read_cluster
@@ -246,16 +247,18 @@ def paths(ctx: PkiContext) -> list[Path]:
                  "limit": Field(I, "At most this many keys; all when unset.", query=True)}
     out = [
         Path("config/acme", config_fields(), {Operation.READ: read_acme, Operation.UPDATE: write_acme},
+             operation_display={Operation.READ: pki("read", "acme-configuration"),
+                                Operation.UPDATE: pki("configure", "acme")},
              synopsis="Configuration of ACME Endpoints",
              description="Whether the mount serves ACME, which roles and issuers its directories may use, the "
                          "policy of the default directories, external account binding, and the DNS server "
                          "the validations use.",
              forward_performance_standby=True),
-        Path("eab/?", eab_after, {Operation.LIST: list_eab},
+        Path("eab/?", eab_after, {Operation.LIST: list_eab}, display=pki("list", "eab-keys"),
              synopsis="list external account bindings to be used for ACME",
              description="EAB keys generated and not yet bound to an account."),
         Path(r"eab/(?P<key_id>[0-9a-fA-F-]+)", {"key_id": Field(S, "EAB key identifier", required=True)},
-             {Operation.DELETE: delete_eab},
+             {Operation.DELETE: delete_eab}, display=pki("delete", "eab-key"),
              synopsis="Delete an external account binding id prior to its use within an ACME account",
              description="Deleting an unknown or already used key succeeds with a warning.",
              forward_performance_standby=True),
@@ -268,7 +271,9 @@ def paths(ctx: PkiContext) -> list[Path]:
              synopsis="Read or change the status of one ACME account.", forward_performance_standby=True),
     ]
     for prefix, fields in acme_prefixes():
-        out.append(Path(f"{prefix}new-eab", fields, {Operation.UPDATE: new_eab},
+        scope = " ".join(w for w, part in (("issuer", "issuer/"), ("role", "roles/")) if part in prefix)
+        suffix = "eab-key" + (f"-for-{scope.replace(' ', '-and-')}" if scope else "")
+        out.append(Path(f"{prefix}new-eab", fields, {Operation.UPDATE: new_eab}, display=pki("generate", suffix),
                         synopsis="Generate external account bindings to be used for ACME",
                         description="A single-use id and HMAC key binding a new ACME account of this directory.",
                         forward_performance_standby=True))
