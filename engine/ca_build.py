@@ -16,7 +16,8 @@ from engine import signing
 from engine.signing import HashAlg, SigningKey
 from engine.urls import AiaUrls, aia_extensions
 from engine.validity import check_order
-from engine.x509util import aki_from_issuer, build_sans, cert_skid, ext_key_usage_oids, new_serial, subject_key_id
+from engine.x509util import (aki_from_issuer, build_sans, cert_skid, certificate_builder, ext_key_usage_oids, new_serial,
+                             subject_key_id)
 
 
 @dataclass
@@ -71,24 +72,14 @@ def _ca_extensions(profile: CaProfile, ski: bytes, aki: bytes,
     return exts
 
 
-def _apply(builder: x509.CertificateBuilder,
-           exts: list[tuple[x509.ExtensionType, bool]]) -> x509.CertificateBuilder:
-    for ext, critical in exts:
-        builder = builder.add_extension(ext, critical=critical)
-    return builder
-
-
 async def build_root(signer: SigningKey, profile: CaProfile, hash_alg: HashAlg, use_pss: bool,
                aia: AiaUrls | None) -> x509.Certificate:
     assert profile.not_before is not None and profile.not_after is not None
     check_order(profile.not_before, profile.not_after)
     pub = signer.public_key()
     ski = profile.skid or subject_key_id(pub)
-    builder = (x509.CertificateBuilder()
-               .subject_name(profile.subject).issuer_name(profile.subject)
-               .public_key(pub).serial_number(new_serial())
-               .not_valid_before(profile.not_before).not_valid_after(profile.not_after))
-    builder = _apply(builder, _ca_extensions(profile, ski, ski, aia))
+    builder = certificate_builder(profile.subject, profile.subject, pub, new_serial(), profile.not_before,
+                                  profile.not_after, _ca_extensions(profile, ski, ski, aia))
     return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 
@@ -113,10 +104,6 @@ async def sign_intermediate(signer: SigningKey, issuer_cert: x509.Certificate, c
     pub: CertificatePublicKeyTypes = csr.public_key()  # type: ignore[assignment]
     ski = profile.skid or subject_key_id(pub)
     subject = csr.subject if use_csr_values else profile.subject
-    builder = (x509.CertificateBuilder()
-               .subject_name(subject).issuer_name(issuer_cert.subject)
-               .public_key(pub).serial_number(new_serial())
-               .not_valid_before(profile.not_before).not_valid_after(profile.not_after))
     effective = profile
     csr_exts: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]] = {}
     if use_csr_values:
@@ -135,9 +122,10 @@ async def sign_intermediate(signer: SigningKey, issuer_cert: x509.Certificate, c
         if ExtensionOID.SUBJECT_ALTERNATIVE_NAME not in csr_exts and profile.other_sans:
             effective.dns, effective.emails = [], []
     ours = _ca_extensions(effective, ski, cert_skid(issuer_cert), aia)
-    builder = _apply(builder, [(ext, crit) for ext, crit in ours if ext.oid not in csr_exts])
-    for ext in csr_exts.values():
-        builder = builder.add_extension(ext.value, critical=ext.critical)
+    exts = [(ext, crit) for ext, crit in ours if ext.oid not in csr_exts]
+    exts += [(ext.value, ext.critical) for ext in csr_exts.values()]
+    builder = certificate_builder(subject, issuer_cert.subject, pub, new_serial(), profile.not_before,
+                                  profile.not_after, exts)
     return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 
@@ -145,22 +133,17 @@ async def resign_self_issued(signer: SigningKey, issuer_cert: x509.Certificate, 
                        hash_alg: HashAlg, use_pss: bool, aia: AiaUrls | None) -> x509.Certificate:
     """The same certificate (serial, subject, validity, extensions) signed by another CA: AKI becomes the
     signer's SKID and the AIA/CRL DP extensions are replaced by the signer's."""
-    builder = (x509.CertificateBuilder()
-               .subject_name(cert.subject).issuer_name(issuer_cert.subject)
-               .public_key(cert.public_key())  # type: ignore[arg-type]
-               .serial_number(cert.serial_number)
-               .not_valid_before(cert.not_valid_before_utc).not_valid_after(cert.not_valid_after_utc))
     replaced = {ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
                 ExtensionOID.CRL_DISTRIBUTION_POINTS, ExtensionOID.FRESHEST_CRL}
-    for ext in cert.extensions:
-        if ext.oid not in replaced:
-            builder = builder.add_extension(ext.value, critical=ext.critical)
-    builder = builder.add_extension(aki_from_issuer(issuer_cert), critical=False)
+    exts: list[tuple[x509.ExtensionType, bool]] = [(ext.value, ext.critical) for ext in cert.extensions
+                                                   if ext.oid not in replaced]
+    exts.append((aki_from_issuer(issuer_cert), False))
     if aia is not None:
-        for ext, critical in aia_extensions(AiaUrls(
-                issuing_certificates=aia.issuing_certificates, crl_distribution_points=aia.crl_distribution_points,
-                ocsp_servers=aia.ocsp_servers)):
-            builder = builder.add_extension(ext, critical=critical)
+        exts += aia_extensions(AiaUrls(
+            issuing_certificates=aia.issuing_certificates, crl_distribution_points=aia.crl_distribution_points,
+            ocsp_servers=aia.ocsp_servers))
+    builder = certificate_builder(cert.subject, issuer_cert.subject, cert.public_key(), cert.serial_number,
+                                  cert.not_valid_before_utc, cert.not_valid_after_utc, exts)
     return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 
 

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from engine import input_limits, workers
 from engine.context import PkiContext
 from engine.issuers import (
     ALL_USAGES, CRL_SIGNING, IssuerRecord, IssuerStore, cert_allows_crl_signing,
@@ -69,13 +70,16 @@ async def requested_key_name(d: Any, keys: KeyStore) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Parsing input
 
+_NON_KEY_LABELS = ("CERTIFICATE", "X509 CERTIFICATE", "CRL", "X509 CRL", "EC PARAMS", "EC PARAMETERS")
+
+
 @dataclass
 class ParsedBundle:
     keys: list[PrivateKeyTypes] = field(default_factory=list)
     certs: list[x509.Certificate] = field(default_factory=list)
 
 
-def parse_pem_bundle(text: str, keys_allowed: bool) -> ParsedBundle:
+async def parse_pem_bundle(text: str, keys_allowed: bool) -> ParsedBundle:
     """Every block of an import bundle, validated up front; errors in Vault's words."""
     if len(text) < 75:
         raise UserError("provided data for import was too short; perhaps a path was passed to the API rather than "
@@ -85,6 +89,9 @@ def parse_pem_bundle(text: str, keys_allowed: bool) -> ParsedBundle:
     pos = 0
     index = 0
     blocks = pem_blocks(raw)
+    input_limits.check_bundle(text, len(blocks))
+    key_blocks = [block for label, block in blocks if label not in _NON_KEY_LABELS] if keys_allowed else []
+    loaded = dict(zip(key_blocks, await workers.load_private_keys(key_blocks)))
     # Anything that is not whitespace outside recognised blocks is an invalid block, as Go's pem.Decode sees it.
     spans = []
     for label, block in blocks:
@@ -102,6 +109,7 @@ def parse_pem_bundle(text: str, keys_allowed: bool) -> ParsedBundle:
                 cert = x509.load_pem_x509_certificate(block.replace(b"X509 CERTIFICATE", b"CERTIFICATE"))
             except ValueError as exc:
                 raise UserError(f"Error parsing issuer {len(out.certs)}: {exc}") from None
+            input_limits.check_extension_count(cert.extensions, f"issuer {len(out.certs)}")
             out.certs.append(cert)
         elif label in ("CRL", "X509 CRL", "EC PARAMS", "EC PARAMETERS"):
             continue
@@ -109,10 +117,9 @@ def parse_pem_bundle(text: str, keys_allowed: bool) -> ParsedBundle:
             if not keys_allowed:
                 raise UserError("private keys found in the PEM bundle but not allowed by the path; use "
                                 "/issuers/import/bundle")
-            try:
-                key = serialization.load_pem_private_key(block, password=None)
-            except (ValueError, TypeError):
-                raise UserError(f"Error parsing key {len(out.keys)}: unable to parse private key") from None
+            key = loaded.get(block)
+            if key is None:
+                raise UserError(f"Error parsing key {len(out.keys)}: unable to parse private key")
             if key_type_name(key) == "unknown":
                 raise UserError(f"Error parsing key {len(out.keys)}: unsupported private key type")
             out.keys.append(key)

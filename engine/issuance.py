@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from engine import certstore, metadata
+from engine import certstore, input_limits, metadata
 from engine.context import PkiContext
 from engine.issuers import ISSUING, IssuerRecord, require_usage
 from engine.leaf import LeafProfile, build_leaf, leaf_hash
@@ -31,7 +31,7 @@ from engine.names import dedup, has_control_chars, is_hostname, is_mailbox, is_p
 from engine.roles import Role, parse_other_san_rules, parse_policy_entries, validate_key_params
 from engine.signing import generate_private_key
 from engine.validity import Limits, ValidityRequest, compute_validity
-from engine.x509util import (
+from engine.x509util import (csr_extensions, 
     EXT_KEY_USAGE_OIDS, build_subject, canonical_ext_key_usage, canonical_key_usage, other_name,
     private_key_to_der, private_key_to_pem, serial_to_colon_hex, strip_pem,
 )
@@ -74,10 +74,12 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
         raise UserError('"csr" is empty')
     if "-----BEGIN" not in text:
         raise UserError("csr contains no data")
+    input_limits.check_text_size(text, "the CSR")
     try:
         csr = x509.load_pem_x509_csr(text.strip().encode())
     except ValueError as exc:
         raise UserError(f"certificate request could not be parsed: {_reason(exc)}") from None
+    input_limits.check_extension_count(csr_extensions(csr), "the CSR")
     try:
         csr.public_key()
     except (UnsupportedAlgorithm, ValueError):
@@ -191,6 +193,10 @@ def collect_names(role: Role, d: FieldData, csr: x509.CertificateSigningRequest 
     names.serial_number = serial_number
 
     sans = _csr_sans(csr) if csr is not None and role.use_csr_sans else None
+    input_limits.check_name_count(
+        (len(sans) if sans is not None else 0) + len(d.get("other_sans"))
+        + (0 if csr is not None and role.use_csr_sans else
+           len(d.get("alt_names").split(",")) + len(d.get("ip_sans")) + len(d.get("uri_sans"))))
     dns: list[str] = list(sans.get_values_for_type(x509.DNSName)) if sans else []
     emails: list[str] = list(sans.get_values_for_type(x509.RFC822Name)) if sans else []
     if cn and not d.get("exclude_cn_from_sans"):

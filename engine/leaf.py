@@ -20,7 +20,7 @@ from engine import signing
 from engine.roles import PolicyEntry
 from engine.signing import HashAlg, SigningKey
 from engine.urls import AiaUrls
-from engine.x509util import aki_from_issuer, key_type_name, new_serial
+from engine.x509util import aki_from_issuer, certificate_builder, key_type_name, new_serial
 
 # What each subject key type may assert (RFC 5280 4.2.1.3, RFC 8813, RFC 8410).
 _PERMITTED_USAGES: dict[str, frozenset[str]] = {
@@ -90,19 +90,12 @@ def _dps(urls: list[str]) -> list[x509.DistributionPoint]:
 
 async def build_leaf(profile: LeafProfile, issuer_cert: x509.Certificate, signer: SigningKey, hash_alg: HashAlg,
                use_pss: bool, urls: AiaUrls, serial: int | None = None) -> x509.Certificate:
-    builder = (x509.CertificateBuilder()
-               .subject_name(profile.subject)
-               .issuer_name(issuer_cert.subject)
-               .public_key(profile.public_key)
-               .serial_number(serial or new_serial())
-               .not_valid_before(profile.not_before)
-               .not_valid_after(profile.not_after))
     verbatim = {ext.oid for ext in profile.verbatim_extensions}
+    exts: list[tuple[x509.ExtensionType, bool]] = []
 
     def add(ext: x509.ExtensionType | None, critical: bool) -> None:
-        nonlocal builder
         if ext is not None and ext.oid not in verbatim:
-            builder = builder.add_extension(ext, critical)
+            exts.append((ext, critical))
 
     add(filtered_key_usage(profile.key_usages, key_type_name(profile.public_key)), True)
     # RFC 3161 2.3: a time-stamping EKU must be critical (the built-in never marks EKU critical).
@@ -118,8 +111,9 @@ async def build_leaf(profile: LeafProfile, issuer_cert: x509.Certificate, signer
         if urls.crl_distribution_points else None, False)
     add(x509.FreshestCRL(_dps(urls.delta_crl_distribution_points))
         if urls.delta_crl_distribution_points else None, False)
-    for ext in profile.verbatim_extensions:
-        builder = builder.add_extension(ext.value, ext.critical)
+    exts += [(ext.value, ext.critical) for ext in profile.verbatim_extensions]
+    builder = certificate_builder(profile.subject, issuer_cert.subject, profile.public_key, serial or new_serial(),
+                                  profile.not_before, profile.not_after, exts)
     # Inline for local keys (the EC hot path); token-held keys sign off the event loop.
     return await signing.sign_certificate(signer, builder, hash_alg, use_pss)
 

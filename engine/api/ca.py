@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from engine import ca_ops
+from engine import ca_ops, input_limits
 from engine.api.ca_fields import intermediate_fields, root_fields, sign_intermediate_fields
 from engine.ca_build import CaProfile, build_csr, build_root, resign_self_issued, sign_intermediate
 from engine.certstore import store_certificate
@@ -27,7 +27,7 @@ from engine.signing import (
     load_signing_key, normalize_key_params, validate_signature_bits,
 )
 from engine.urls import AiaUrls, read_cluster, read_global, render
-from engine.x509util import (
+from engine.x509util import (csr_extensions, 
     build_subject, canonical_key_usage, common_name_of, ext_key_usage_oids, go_duration, idna_to_ascii,
     is_preferred_dns_name, key_bits_of, key_type_name, matches_vault_hostname, parse_hex_id, parse_ip,
     parse_other_san, parse_rfc3339, pem_blocks, private_key_to_der, private_key_to_pem, serial_to_colon_hex,
@@ -78,6 +78,8 @@ def subject_and_sans(d: FieldData, cn_override: str | None = None) -> CaProfile:
             converted = idna_to_ascii(cn)
             if is_preferred_dns_name(converted):
                 dns.append(converted)
+    input_limits.check_name_count(len((d.get("alt_names") or "").split(",")) + len(d.get("ip_sans"))
+                                  + len(d.get("uri_sans")) + len(d.get("other_sans")))
     for name in split_alt_names(d.get("alt_names") or ""):
         if "@" in name:
             emails.append(name)
@@ -555,6 +557,7 @@ async def _signing_issuer(issuers: Any, ref: str) -> IssuerRecord:
 def parse_csr(text: str) -> x509.CertificateSigningRequest:
     if not text:
         raise UserError('"csr" is empty')
+    input_limits.check_text_size(text, "the CSR")
     blocks = [b for label, b in pem_blocks(text) if label in ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")]
     if not blocks:
         raise UserError("csr contains no data")
@@ -566,6 +569,7 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
     except Exception:  # noqa: BLE001 - unsupported SPKI algorithms (e.g. RSASSA-PSS) raise library-specific errors
         raise UserError("Refusing to sign CSR with empty PublicKey. This usually means the SubjectPublicKeyInfo "
                         "field has an OID not recognized, such as 1.2.840.113549.1.1.10 for rsaPSS.") from None
+    input_limits.check_extension_count(csr_extensions(csr), "the CSR")
     try:
         valid = csr.is_signature_valid
     except (ValueError, TypeError, InvalidSignature):
@@ -582,11 +586,14 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
 
 
 def _parse_single_cert(text: str) -> x509.Certificate:
+    input_limits.check_text_size(text, "the certificate")
     blocks = pem_blocks(text)
     if not blocks:
         raise UserError("certificate could not be PEM-decoded")
     try:
-        return x509.load_pem_x509_certificate(blocks[0][1])
+        cert = x509.load_pem_x509_certificate(blocks[0][1])
+        input_limits.check_extension_count(cert.extensions, "the certificate")
     except ValueError as exc:
         raise UserError(f"error parsing certificate: {exc}") from None
+    return cert
 

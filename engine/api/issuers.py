@@ -339,7 +339,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         if cert_text:
             keys_allowed = False
             bundle_text = cert_text
-        parsed = ca_ops.parse_pem_bundle(bundle_text, keys_allowed)
+        parsed = await ca_ops.parse_pem_bundle(bundle_text, keys_allowed)
         outcome = await ca_ops.import_bundle(ctx, req.storage, parsed)
         warnings = list(outcome.warnings)
         if (await read_global(req.storage)).is_empty():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import ca_ops
+from engine import ca_ops, input_limits, workers
 from engine.context import PkiContext
 from engine.hsm.service import managed_key_fields
 from engine.keys import KeyRecord
@@ -137,12 +137,10 @@ def paths(ctx: PkiContext) -> list[Path]:
             raise UserError("error when parsing block 1: invalid PEM data")
         if len(blocks) != 1:
             raise UserError("only a single key can be present within the pem_bundle for importing")
-        from cryptography.hazmat.primitives import serialization
-
-        try:
-            private_key = serialization.load_pem_private_key(blocks[0][1], password=None)
-        except (ValueError, TypeError):
-            raise UserError("failed to parse private key: unsupported or malformed key") from None
+        input_limits.check_text_size(bundle, "the PEM bundle", input_limits.MAX_PEM_BUNDLE_BYTES)
+        private_key = (await workers.load_private_keys([blocks[0][1]]))[0]
+        if private_key is None:
+            raise UserError("failed to parse private key: unsupported or malformed key")
         if key_type_name(private_key) == "unknown":
             raise UserError("unsupported private key type")
         rec, existed = await ca_ops.import_key(ctx, req.storage, KeyRecord.from_private_key(private_key, name=name))

@@ -27,6 +27,10 @@ def _cache(ctx: "PkiContext") -> ocsp.ResponseCache:
     return rt.ocsp_cache
 
 
+# A real OCSP request is a few hundred bytes; this keeps a request body from being decoded and parsed unbounded.
+MAX_OCSP_REQUEST_BYTES = 64 * 1024
+
+
 def body_bytes(data: dict[str, Any]) -> bytes:
     """The DER request from a POST. The server hands a plugin no raw body for `application/ocsp-request`, so the
     only bodies that can arrive are ones the server decoded as JSON/form fields; accept a base64 `request` field
@@ -34,6 +38,8 @@ def body_bytes(data: dict[str, Any]) -> bytes:
     raw = data.get("http_raw_body") or data.get("request")
     if raw is None and len(data) == 1:
         raw = next(iter(data.values()))
+    if isinstance(raw, (str, bytes, bytearray)) and len(raw) > MAX_OCSP_REQUEST_BYTES:
+        return b""    # answered as malformedRequest, like any request we cannot parse
     if isinstance(raw, (bytes, bytearray)):
         return bytes(raw)
     if isinstance(raw, str):
