@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
+from plugin.framework import goparse
+
 NAME_RE = re.compile(r"^\w(([\w.-]+)?\w)?$")
 
 
@@ -138,71 +138,82 @@ def zero_value(ftype: FieldType) -> Any:
     raise AssertionError(ftype)
 
 
+class JsonFloat(float):
+    """A JSON number with a fraction or exponent, keeping its text: Go's framework sees that text (json.Number)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> "JsonFloat":
+        obj = super().__new__(cls, text)
+        obj.text = text
+        return obj
+
+
+class JsonBigInt(str):
+    """A JSON integer too long for Python's int() limit; Go sees its digits, so a string of them is exact."""
+
+
+def _number_text(raw: int | float) -> str:
+    """The text Go's json.Number would hold for a decoded JSON number."""
+    if isinstance(raw, JsonFloat):
+        return raw.text
+    return repr(raw) if isinstance(raw, float) else str(raw)
+
+
 def parse_duration(raw: Any, *, signed: bool = False) -> int:
-    """Seconds from an int, a numeric string, or a Go-style duration ("72h", "1h30m", "2d")."""
-    if isinstance(raw, bool):
-        raise FieldError(f"invalid duration {raw!r}")
-    if isinstance(raw, (int, float)):
-        value = int(raw)
-    elif isinstance(raw, str):
-        text = raw.strip()
-        if text == "":
-            return 0
-        sign = 1
-        if text[0] in "+-":
-            sign = -1 if text[0] == "-" else 1
-            text = text[1:]
-        if re.fullmatch(r"\d+", text):
-            value = sign * int(text)
-        else:
-            pos, total = 0, 0.0
-            for m in _DURATION_PART.finditer(text):
-                if m.start() != pos:
-                    break
-                total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-                pos = m.end()
-            if pos != len(text) or pos == 0:
-                raise FieldError(f'time: invalid duration "{raw}"')
-            value = sign * int(total)
-    else:
-        raise FieldError(f"invalid duration {raw!r}")
-    if value < 0 and not signed:
-        raise FieldError("cannot parse a negative duration")
-    return value
+    """Whole seconds, as Vault's TypeDurationSecond: parseutil.ParseDurationSecond then int(Seconds()).
+
+    Bare seconds ("90"), whole days ("2d") or a Go duration ("1h30m"); within int64 nanoseconds (~292 years),
+    so whatever is accepted can be added to a timestamp and read back by the server.
+    """
+    if raw is None:
+        return 0
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise FieldError("could not parse duration from input")
+    text = raw if isinstance(raw, str) else _number_text(raw)
+    try:
+        seconds = goparse.whole_seconds(goparse.parse_duration_nanos(text))
+    except goparse.GoSyntaxError as exc:
+        raise FieldError(str(exc)) from None
+    if seconds < 0 and not signed:
+        raise FieldError("cannot provide a negative value")
+    return seconds
 
 
 def parse_bool(raw: Any) -> bool:
+    """mapstructure's weak bool: a JSON bool, null, or a number/string strconv.ParseBool accepts ("" is false)."""
     if isinstance(raw, bool):
         return raw
+    if raw is None:
+        return False
     if isinstance(raw, (int, float)):
-        return raw != 0
+        raw = _number_text(raw)   # Go sees a JSON number as its text: only 0 and 1 parse
     if isinstance(raw, str):
-        low = raw.strip()
-        if low in ("1", "t", "T", "true", "TRUE", "True"):
-            return True
-        if low in ("0", "f", "F", "false", "FALSE", "False", ""):
+        if raw == "":
             return False
-    raise FieldError(f'strconv.ParseBool: parsing "{raw}": invalid syntax')
+        try:
+            return goparse.parse_bool(raw)
+        except goparse.GoSyntaxError as exc:
+            raise FieldError(f"cannot parse value as 'bool': {exc}") from None
+    raise FieldError("expected type 'bool', got an unconvertible type")
 
 
 def parse_int(raw: Any) -> int:
+    """mapstructure's weak int64: a JSON bool or null, or a number/string strconv.ParseInt(s, 0, 64) accepts."""
     if isinstance(raw, bool):
         return int(raw)
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float):
-        if raw != int(raw):
-            raise FieldError(f"cannot parse {raw} as an integer")
-        return int(raw)
+    if raw is None:
+        return 0
+    if isinstance(raw, (int, float)):
+        raw = _number_text(raw)   # a JSON number with a fraction or exponent is not an int in Go either
     if isinstance(raw, str):
-        text = raw.strip()
-        if text == "":
+        if raw == "":
             return 0
         try:
-            return int(text, 10)
-        except ValueError:
-            raise FieldError(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from None
-    raise FieldError(f"cannot parse {raw!r} as an integer")
+            return goparse.parse_int(raw, base=0)
+        except goparse.GoSyntaxError as exc:
+            raise FieldError(f"cannot parse value as 'int': {exc}") from None
+    raise FieldError("expected type 'int', got an unconvertible type")
 
 
 def _scalar_str(item: Any) -> str:
@@ -211,8 +222,10 @@ def _scalar_str(item: Any) -> str:
     if isinstance(item, bool):
         return "true" if item else "false"
     if isinstance(item, (int, float)):
-        return str(item)
-    raise FieldError(f"cannot use {item!r} as a string")
+        return _number_text(item)
+    if item is None:
+        return ""
+    raise FieldError("expected type 'string', got an unconvertible type")
 
 
 def parse_comma_slice(raw: Any) -> list[str]:
@@ -255,10 +268,10 @@ def parse_map(raw: Any) -> dict[str, Any]:
         try:
             parsed = json.loads(raw)
         except ValueError:
-            raise FieldError(f"cannot parse {raw!r} as a map") from None
+            raise FieldError("cannot parse the value as a map") from None
         if isinstance(parsed, dict):
             return parsed
-    raise FieldError(f"cannot parse {raw!r} as a map")
+    raise FieldError("cannot parse the value as a map")
 
 
 def parse_kv_pairs(raw: Any) -> dict[str, str]:
@@ -267,7 +280,7 @@ def parse_kv_pairs(raw: Any) -> dict[str, str]:
         for item in parse_comma_slice(raw):
             key, sep, value = item.partition("=")
             if not sep:
-                raise FieldError(f"invalid key value pair {item!r}")
+                raise FieldError("invalid key value pair: no '=' in an item")
             out[key.strip()] = value.strip()
         return out
     return {str(k): _scalar_str(v) for k, v in parse_map(raw).items()}
@@ -285,11 +298,11 @@ def parse_time(raw: Any) -> dt.datetime | None:
         try:
             value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise FieldError(f'parsing time "{raw}": not RFC 3339') from None
+            raise FieldError("could not parse string as date and time") from None
         if value.tzinfo is None:
-            raise FieldError(f'parsing time "{raw}": missing time zone')
+            raise FieldError("could not parse string as date and time: missing time zone")
         return value
-    raise FieldError(f"cannot parse {raw!r} as a time")
+    raise FieldError("could not parse time from input type")
 
 
 def convert(ftype: FieldType, raw: Any, name: str) -> Any:
@@ -297,8 +310,8 @@ def convert(ftype: FieldType, raw: Any, name: str) -> Any:
     try:
         return _CONVERTERS[ftype](raw)
     except FieldError as exc:
-        shown = raw if isinstance(raw, str) else json.dumps(raw)
-        raise FieldError(f'error converting input {shown} for field "{name}": {exc}') from None
+        # Never the value itself: it may be a private key or a token (and the client has it anyway).
+        raise FieldError(f'error converting input for field "{name}": {exc}') from None
 
 
 def _name(raw: Any) -> str:
@@ -312,13 +325,35 @@ def _comma_ints(raw: Any) -> list[int]:
     return [parse_int(p) for p in parse_comma_slice(raw)]
 
 
+def parse_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        return float(raw)
+    if raw is None:
+        return 0.0
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):
+        if raw == "":
+            return 0.0
+        if raw.strip() == raw and "_" not in raw:
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise FieldError("cannot parse value as 'float': strconv.ParseFloat: invalid syntax")
+    raise FieldError("expected type 'float', got an unconvertible type")
+
+
+# Vault's framework treats a JSON null for these as "not supplied" (the others decode null to their zero value).
+_NULL_IS_ABSENT = frozenset({FieldType.DURATION, FieldType.SIGNED_DURATION, FieldType.TIME})
+
 _CONVERTERS: dict[FieldType, Callable[[Any], Any]] = {
     FieldType.STRING: _scalar_str,
     FieldType.LOWERCASE_STRING: lambda r: _scalar_str(r).lower(),
     FieldType.NAME: _name,
     FieldType.INT: parse_int,
     FieldType.INT64: parse_int,
-    FieldType.FLOAT: lambda r: float(r) if not isinstance(r, bool) else float(int(r)),
+    FieldType.FLOAT: parse_float,
     FieldType.BOOL: parse_bool,
     FieldType.DURATION: parse_duration,
     FieldType.SIGNED_DURATION: lambda r: parse_duration(r, signed=True),
@@ -344,7 +379,7 @@ class FieldData:
         """Convert every supplied known field once, so type errors surface before the handler runs."""
         for name, value in self.raw.items():
             spec = self.schema.get(name)
-            if spec is not None:
+            if spec is not None and self.has(name):
                 self._cache[name] = convert(spec.type, value, name)
 
     def get_ok(self, name: str) -> tuple[Any, bool]:
@@ -352,7 +387,7 @@ class FieldData:
         spec = self.schema.get(name)
         if spec is None:
             raise KeyError(f"field {name!r} is not in the path's schema")
-        if name in self.raw:
+        if self.has(name):
             if name not in self._cache:
                 self._cache[name] = convert(spec.type, self.raw[name], name)
             return self._cache[name], True
@@ -365,7 +400,11 @@ class FieldData:
         return self.get(name)
 
     def has(self, name: str) -> bool:
-        return name in self.raw
+        """Whether the client supplied the field; a JSON null duration or time counts as absent, as in Vault."""
+        if name not in self.raw:
+            return False
+        spec = self.schema.get(name)
+        return not (self.raw[name] is None and spec is not None and spec.type in _NULL_IS_ABSENT)
 
     def unknown(self) -> list[str]:
         return sorted(k for k in self.raw if k not in self.schema)
@@ -373,4 +412,4 @@ class FieldData:
     def supplied(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The converted values of the fields the client actually sent."""
         keys = self.schema if names is None else names
-        return {n: self.get(n) for n in keys if n in self.raw and n in self.schema}
+        return {n: self.get(n) for n in keys if n in self.schema and self.has(n)}

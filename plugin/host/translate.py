@@ -9,6 +9,7 @@ from typing import Any
 from engine.storage import Storage
 from plugin.framework import Operation, Request, Response, Secret, SystemView, VaultError
 from plugin.framework.errors import ErrType
+from plugin.framework.fields import JsonBigInt, JsonFloat
 from proto import backend_pb2
 
 _OPS = {op.value: op for op in Operation}
@@ -29,6 +30,11 @@ def encode_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
+def _json_int(text: str) -> int | JsonBigInt:
+    # Python refuses to make an int of more than 4300 digits; Go's framework sees such a number as its text.
+    return int(text) if len(text) <= 4000 else JsonBigInt(text)
+
+
 def operation(name: str) -> Operation | None:
     return _OPS.get(name)
 
@@ -39,7 +45,7 @@ def request_from_pb(pb: backend_pb2.Request, storage: Storage, system: SystemVie
         return None
     data: dict[str, Any] = {}
     if pb.data and pb.data != "null":
-        parsed = json.loads(pb.data)
+        parsed = json.loads(pb.data, parse_float=JsonFloat, parse_int=_json_int)
         if isinstance(parsed, dict):
             data = parsed
     secret = None
