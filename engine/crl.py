@@ -54,7 +54,12 @@ class CrlConfig:
     DURATIONS = ("expiry", "ocsp_expiry", "auto_rebuild_grace_period", "delta_rebuild_interval")
 
     def seconds(self, name: str) -> int:
-        return parse_duration(getattr(self, name))
+        try:
+            return parse_duration(getattr(self, name))
+        except FieldError:
+            # Written before durations were checked against Go's range: use the default rather than fail every
+            # revocation until an admin rewrites config/crl.
+            return parse_duration(getattr(CrlConfig, name))
 
     def response(self) -> dict[str, Any]:
         return asdict(self)

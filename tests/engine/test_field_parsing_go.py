@@ -220,3 +220,18 @@ def test_external_ca_import_with_a_bad_account_key_does_not_echo_it():
         out = asyncio.run(backend.handle(req))
         text = json.dumps(out.response.data if out.response else {"error": out.error.message})
         assert "SECRET" not in text, text
+
+
+def test_a_crl_expiry_stored_before_the_range_check_does_not_break_revocation():
+    import asyncio
+
+    from engine.crl import CONFIG_KEY
+    from engine.storage import put_json
+
+    m = Mount()
+    m.root()
+    m.ok("write", "roles/web", allow_any_name=True, ttl="1h")
+    asyncio.run(put_json(m.storage, CONFIG_KEY, {"expiry": "3000000d"}))
+    serial = m.ok("write", "issue/web", common_name="a.example.com")["serial_number"]
+    assert m.write("revoke", serial_number=serial).status == 200
+    assert m.read("crl/rotate").status == 200
