@@ -348,6 +348,11 @@ class Orders:
             raise UserError(f"invalid certificate_format {fmt!r}: use pem, der or pem_bundle")
         if rec.status is not OrderStatus.COMPLETED:
             raise UserError(f"order is {rec.status.value}, not completed: no certificate to fetch")
+        if rec.identifier_workflow:
+            # The answer holds the generated private key: as for role/:name/cached, the caller must be allowed to
+            # order these identifiers right now (identity-templated roles differ per entity).
+            role = await self._role(req, d)
+            await self._require_allowed(req, role, [matching.parse_identifier(i) for i in rec.identifiers])
         return Response(data=await self._cert_data(req, rec, fmt))
 
     async def _cert_data(self, req: Request, rec: OrderRecord, fmt: str) -> dict[str, Any]:
