@@ -21,6 +21,14 @@ from plugin.host import grpc_messages, http2, sockets
 
 log = logging.getLogger("python-pki.grpc")
 
+# Streams one connection may have open at once (advertised in SETTINGS; one more is refused with
+# REFUSED_STREAM, which a gRPC client retries). The server's requests in flight to the plugin are far fewer.
+MAX_CONCURRENT_STREAMS = 256
+# The largest request message we take. Vault's SDK lifts gRPC's 4 MiB default (MaxInt32 both ways) because a
+# request body may be as large as the server's max_request_size (32 MiB by default); this sits above that.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_HEADER_LIST_SIZE = http2.MAX_HEADER_LIST_SIZE
+
 _RESPONSE_HEADERS = b"\x88" + http2.hpack_literal(b"content-type", b"application/grpc")   # 0x88 = :status 200
 
 
@@ -35,8 +43,8 @@ _OK_TRAILERS = trailers_block(Status.OK, None)
 
 
 class ServerStream(http2.Stream):
-    __slots__ = ("conn", "path", "metadata", "request_type", "task", "handler", "_buf", "_messages", "_waiter",
-                 "_headers_sent", "_trailers_sent")
+    __slots__ = ("conn", "path", "metadata", "request_type", "unary", "task", "handler", "_buf", "_messages",
+                 "_waiter", "_headers_sent", "_trailers_sent")
 
     def __init__(self, conn: "GrpcServerConnection", stream_id: int) -> None:
         super().__init__(stream_id, conn.peer_initial_window)
@@ -44,6 +52,7 @@ class ServerStream(http2.Stream):
         self.path = ""
         self.metadata: dict[str, str] = {}
         self.request_type: Any = None
+        self.unary = False              # one request message expected: its absence is an error, not the end
         self.task: asyncio.Task[None] | None = None
         self.handler: Any = None        # a unary-request handler waiting for its request message
         self._buf = bytearray()
@@ -71,10 +80,15 @@ class ServerStream(http2.Stream):
         if data:
             self._buf += data
             try:
-                while (message := grpc_messages.take(self._buf)) is not None:
+                while (message := grpc_messages.take(self._buf, MAX_MESSAGE_BYTES)) is not None:
                     self._messages.append(message)
             except grpc_messages.CompressedMessage:
                 self._abort(Status.UNIMPLEMENTED, "compressed messages are not supported")
+                return
+            except grpc_messages.MessageTooLarge as exc:
+                self._buf.clear()
+                self._abort(Status.RESOURCE_EXHAUSTED,
+                            f"received message larger than max ({exc.args[0]} vs. {MAX_MESSAGE_BYTES})")
                 return
         self._wake()
         self._start_if_ready()
@@ -99,6 +113,8 @@ class ServerStream(http2.Stream):
     async def recv_message(self) -> Any:
         while not self._messages:
             if self.remote_closed or self.reset_code is not None:
+                if self.unary and self.reset_code is None:
+                    raise GRPCError(Status.INTERNAL, "the request carried no message")
                 return None
             self._waiter = self.conn.loop.create_future()
             await self._waiter
@@ -156,9 +172,15 @@ class GrpcServerConnection(http2.Connection):
         self._on_lost = on_lost
         self.loop = asyncio.get_running_loop()
 
+    def extra_settings(self) -> list[tuple[int, int]]:
+        return [*super().extra_settings(), (http2.SETTINGS_MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS)]
+
     def new_remote_stream(self, sid: int) -> http2.Stream | None:
         if sid % 2 == 0:
             raise http2.ProtocolError("client opened an even stream")
+        if len(self.streams) >= MAX_CONCURRENT_STREAMS:
+            self.refuse(sid)
+            return None
         stream = ServerStream(self, sid)
         self.register(stream)
         return stream
@@ -169,6 +191,7 @@ class GrpcServerConnection(http2.Connection):
             stream.finish(Status.UNIMPLEMENTED, f"Method not found: {stream.path}")
             return
         stream.request_type = handler.request_type
+        stream.unary = not handler.cardinality.client_streaming
         if handler.cardinality.client_streaming:
             self.start(handler, stream)
         else:

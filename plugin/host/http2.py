@@ -15,7 +15,7 @@ import asyncio
 import logging
 import struct
 from hpack import Decoder
-from hpack.exceptions import HPACKError
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 
 log = logging.getLogger("python-pki.http2")
 
@@ -33,6 +33,7 @@ SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
 
 ERR_NO_ERROR = 0x0
 ERR_PROTOCOL = 0x1
@@ -43,6 +44,7 @@ ERR_FRAME_SIZE = 0x6
 ERR_REFUSED_STREAM = 0x7
 ERR_CANCEL = 0x8
 ERR_COMPRESSION = 0x9
+ERR_ENHANCE_YOUR_CALM = 0xB
 
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
@@ -52,6 +54,11 @@ MAX_WINDOW = 2 ** 31 - 1
 OUR_STREAM_WINDOW = 4 * 1024 * 1024
 OUR_CONNECTION_WINDOW = 16 * 1024 * 1024
 HEADER_CACHE_SIZE = 256
+# What one header block may take, compressed and decoded (advertised as SETTINGS_MAX_HEADER_LIST_SIZE; gRPC
+# metadata from the server is a few hundred bytes), and how many CONTINUATION frames may carry it: an endless
+# run of empty ones would otherwise be free for the peer and cost us a frame each.
+MAX_HEADER_LIST_SIZE = 64 * 1024
+MAX_CONTINUATIONS = 64
 PING_ACK_DELAY = 0.002      # seconds a PING answer may wait for a reply to ride with
 
 _FRAME_HEADER = struct.Struct(">BHBBI")   # 24-bit length as a byte plus a short, then type, flags, stream id
@@ -127,6 +134,7 @@ class Connection(asyncio.Protocol):
         self._buf = bytearray()
         self._preface_pending = not self.client_side
         self._decoder = Decoder()
+        self._decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self._header_cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -140,6 +148,8 @@ class Connection(asyncio.Protocol):
         self._conn_recv_unacked = 0
         self._window_waiters: list[asyncio.Future[None]] = []
         self._continuation: tuple[int, int, bytearray] | None = None   # stream id, flags, block so far
+        self._continuations = 0
+        self.last_remote_stream = 0     # remote stream ids must only grow (RFC 9113 5.1.1)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,6 +158,7 @@ class Connection(asyncio.Protocol):
         settings = [(SETTINGS_INITIAL_WINDOW_SIZE, OUR_STREAM_WINDOW)]
         if self.client_side:
             settings.insert(0, (SETTINGS_ENABLE_PUSH, 0))
+        settings += self.extra_settings()
         payload = b"".join(struct.pack(">HI", k, v) for k, v in settings)
         opening = PREFACE if self.client_side else b""
         self._write(opening + frame(SETTINGS, 0, 0, payload)
@@ -181,6 +192,9 @@ class Connection(asyncio.Protocol):
             while end - pos >= 9:
                 hi, lo, kind, flags, sid = _FRAME_HEADER.unpack_from(buf, pos)
                 length = (hi << 16) | lo
+                if length > DEFAULT_MAX_FRAME:
+                    # We never raise SETTINGS_MAX_FRAME_SIZE above its default: refused before it is buffered.
+                    raise ProtocolError(f"frame of {length} bytes", ERR_FRAME_SIZE)
                 if end - pos - 9 < length:
                     break
                 payload = bytes(buf[pos + 9:pos + 9 + length])
@@ -192,6 +206,9 @@ class Connection(asyncio.Protocol):
         except ProtocolError as exc:
             log.warning("HTTP/2 protocol error from peer: %s", exc)
             self._goaway(exc.code, str(exc))
+        except OversizedHeaderListError:
+            log.warning("HTTP/2 header list from peer over %d bytes", MAX_HEADER_LIST_SIZE)
+            self._goaway(ERR_ENHANCE_YOUR_CALM, "header list too large")
         except HPACKError as exc:
             log.warning("HPACK error from peer: %s", exc)
             self._goaway(ERR_COMPRESSION, "hpack")
@@ -272,13 +289,18 @@ class Connection(asyncio.Protocol):
         block = payload[start:stop]
         if not flags & FLAG_END_HEADERS:
             self._continuation = (sid, flags, bytearray(block))
+            self._continuations = 0
             return
         self._headers_complete(sid, flags, block)
 
     def _on_continuation(self, flags: int, sid: int, payload: bytes) -> None:
         if self._continuation is None or self._continuation[0] != sid:
             raise ProtocolError("unexpected CONTINUATION")
-        self._continuation[2].extend(payload)
+        block = self._continuation[2]
+        block.extend(payload)
+        self._continuations += 1
+        if len(block) > MAX_HEADER_LIST_SIZE or self._continuations > MAX_CONTINUATIONS:
+            raise ProtocolError("header block too large", ERR_ENHANCE_YOUR_CALM)
         if flags & FLAG_END_HEADERS:
             _, first_flags, block = self._continuation
             self._continuation = None
@@ -289,6 +311,9 @@ class Connection(asyncio.Protocol):
         end = bool(flags & FLAG_END_STREAM)
         stream = self.streams.get(sid)
         if stream is None:
+            if sid <= self.last_remote_stream:
+                raise ProtocolError(f"stream {sid} opened after stream {self.last_remote_stream}")
+            self.last_remote_stream = sid
             stream = self.new_remote_stream(sid)
             if stream is None:
                 return
@@ -354,6 +379,9 @@ class Connection(asyncio.Protocol):
         self._wake_window_waiters()
 
     # -- hooks ---------------------------------------------------------------------------------------------------
+    def extra_settings(self) -> list[tuple[int, int]]:
+        return [(SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST_SIZE)]
+
     def new_remote_stream(self, sid: int) -> Stream | None:
         raise ProtocolError("peer opened a stream")
 
@@ -440,6 +468,10 @@ class Connection(asyncio.Protocol):
             self._write(frame(RST_STREAM, 0, stream.id, struct.pack(">I", code)))
         stream.local_closed = stream.remote_closed = True
         self._wake_window_waiters()
+
+    def refuse(self, sid: int) -> None:
+        """RST_STREAM REFUSED_STREAM for a stream we never started (the peer may retry it)."""
+        self._write(frame(RST_STREAM, 0, sid, struct.pack(">I", ERR_REFUSED_STREAM)))
 
     def _goaway(self, code: int, reason: str) -> None:
         if self.transport is None:
