@@ -19,6 +19,7 @@ PATH_MODULES: list[str] = [
     "engine.api.managed_keys",
     "engine.api.config",
     "engine.api.keys",
+    "engine.api.crl_sign",
     "engine.api.issuers",
     "engine.api.ca",
     "engine.api.ca_read",

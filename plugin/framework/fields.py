@@ -28,6 +28,7 @@ class FieldType(enum.Enum):
     SIGNED_DURATION = "signed_duration_second"
     COMMA_STRING_SLICE = "comma_string_slice"
     STRING_SLICE = "string_slice"
+    SLICE = "slice"                      # a list of any JSON values (Vault's TypeSlice)
     COMMA_INT_SLICE = "comma_int_slice"
     MAP = "map"
     KV_PAIRS = "kvpairs"
@@ -53,6 +54,7 @@ _OPENAPI_TYPES: dict[FieldType, dict[str, Any]] = {
     FieldType.SIGNED_DURATION: {"type": "integer", "format": "seconds"},
     FieldType.COMMA_STRING_SLICE: {"type": "array", "items": {"type": "string"}},
     FieldType.STRING_SLICE: {"type": "array", "items": {"type": "string"}},
+    FieldType.SLICE: {"type": "array", "items": {"type": "object"}},
     FieldType.COMMA_INT_SLICE: {"type": "array", "items": {"type": "integer"}},
     FieldType.MAP: {"type": "object", "format": "map"},
     FieldType.KV_PAIRS: {"type": "object", "format": "kvpairs"},
@@ -129,7 +131,7 @@ def zero_value(ftype: FieldType) -> Any:
         return 0.0
     if ftype is FieldType.BOOL:
         return False
-    if ftype in (FieldType.COMMA_STRING_SLICE, FieldType.STRING_SLICE, FieldType.COMMA_INT_SLICE):
+    if ftype in (FieldType.COMMA_STRING_SLICE, FieldType.STRING_SLICE, FieldType.COMMA_INT_SLICE, FieldType.SLICE):
         return []
     if ftype in (FieldType.MAP, FieldType.KV_PAIRS, FieldType.HEADER):
         return {}
@@ -359,6 +361,7 @@ _CONVERTERS: dict[FieldType, Callable[[Any], Any]] = {
     FieldType.SIGNED_DURATION: lambda r: parse_duration(r, signed=True),
     FieldType.COMMA_STRING_SLICE: parse_comma_slice,
     FieldType.STRING_SLICE: parse_string_slice,
+    FieldType.SLICE: lambda r: list(r) if isinstance(r, list) else ([] if r is None or r == "" else [r]),
     FieldType.COMMA_INT_SLICE: _comma_ints,
     FieldType.MAP: parse_map,
     FieldType.KV_PAIRS: parse_kv_pairs,
