@@ -58,13 +58,13 @@ class PkiContext:
         if key.startswith(ISSUER_PREFIX):
             self.issuer_cache.drop(key[len(ISSUER_PREFIX):])
         elif key == ISSUERS_CONFIG or key in (URLS_KEY, CLUSTER_KEY):
-            self.issuer_cache.derived.clear()
+            self.issuer_cache.drop_derived()
         elif key.startswith(KEY_PREFIX):
             key_id = key[len(KEY_PREFIX):]
             self.key_cache.drop(key_id)
             self.signers.pop(key_id, None)
         elif key == KEYS_CONFIG:
-            self.key_cache.derived.clear()
+            self.key_cache.drop_derived()
         for hook in self.invalidation_hooks:
             hook(key)
 

@@ -173,20 +173,47 @@ class RevocationRuntime:
     config: CrlConfig | None = None
     ocsp_cache: Any = None        # engine.ocsp.ResponseCache, created lazily
     tidy: Any = None              # engine.tidy.TidyRunner, created lazily
+    # Bumped by every invalidation that drops the index; a load that one overtook starts again (a standby must not
+    # keep an index read before a revocation it was told about).
+    index_epoch: int = 0
+    config_epoch: int = 0
+    crl_epoch: int = 0
 
     async def ensure_index(self, storage: Storage) -> RevocationIndex:
-        if self.index is None:
+        while self.index is None:
             async with self.load_lock:
-                if self.index is None:
-                    index = await RevocationIndex.load(storage)
-                    await reconcile(storage, index, self.pending)
+                if self.index is not None:
+                    break
+                epoch = self.index_epoch
+                index = await RevocationIndex.load(storage)
+                # Into the live `pending`: a revoke this process finishes meanwhile adds to it too.
+                await reconcile(storage, index, self.pending)
+                if epoch == self.index_epoch:
                     self.index = index
         return self.index
 
+    def drop_index(self) -> None:
+        """Another node changed revocations (standby): the index and what reconciliation found are reloaded."""
+        self.index = None
+        self.pending = Pending()
+        self.index_epoch += 1
+
     async def crl_config(self, storage: Storage) -> CrlConfig:
-        if self.config is None:
-            self.config = await load_config(storage)
-        return self.config
+        config = self.config
+        if config is None:
+            epoch = self.config_epoch
+            config = await load_config(storage)
+            if epoch == self.config_epoch:
+                self.config = config
+        return config
+
+    def drop_config(self) -> None:
+        self.config = None
+        self.config_epoch += 1
+
+    def drop_crls(self) -> None:
+        self.crl_cache.clear()
+        self.crl_epoch += 1
 
     def forget(self) -> None:
         """Drop everything derived from storage (invalidation, cleanup)."""
@@ -420,8 +447,9 @@ async def fetch_crl(storage: Storage, ctx: "PkiContext", issuer: IssuerRecord, d
     cached = rt.crl_cache.get(name)
     if cached is not None:
         return cached
+    epoch = rt.crl_epoch
     der = await read_crl(storage, name)
-    if der is not None:
+    if der is not None and epoch == rt.crl_epoch:
         rt.crl_cache[name] = der
     return der
 
@@ -433,7 +461,7 @@ async def periodic(storage: Storage, ctx: "PkiContext") -> list[str]:
     """Complete rebuilds when due (revocations not yet on a CRL without auto_rebuild, or NextUpdate within the grace period under
     auto_rebuild), delta rebuilds every delta_rebuild_interval when there are new revocations. Idempotent."""
     rt = runtime(ctx)
-    rt.config = None       # pick up changes another node made
+    rt.drop_config()       # pick up changes another node made
     cfg = await rt.crl_config(storage)
     state = await load_state(storage)
     now = time.time()

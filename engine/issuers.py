@@ -147,11 +147,12 @@ class IssuerStore:
         hit = self.cache.items.get(issuer_id)
         if hit is not None:
             return hit
+        epoch = self.cache.epoch
         raw = await get_json(self.storage, ISSUER_PREFIX + issuer_id)
         if raw is None:
             return None
         rec = IssuerRecord.from_json(raw)
-        self.cache.items[issuer_id] = rec
+        self.cache.fill(issuer_id, rec, epoch)
         return rec
 
     async def get(self, issuer_id: str) -> IssuerRecord | None:
@@ -162,9 +163,12 @@ class IssuerStore:
         return rec
 
     async def list(self) -> list[str]:
-        if self.cache.ids is None:
-            self.cache.ids = sorted(await self.storage.list(ISSUER_PREFIX))
-        return list(self.cache.ids)
+        ids = self.cache.ids
+        if ids is None:
+            epoch = self.cache.epoch
+            ids = sorted(await self.storage.list(ISSUER_PREFIX))
+            self.cache.fill_ids(ids, epoch)
+        return list(ids)
 
     async def all(self) -> list[IssuerRecord]:
         out = []
@@ -228,10 +232,11 @@ class IssuerStore:
     async def config(self) -> IssuersConfig:
         cached = self.cache.derived.get("config")
         if cached is None:
+            epoch = self.cache.epoch
             raw = await get_json(self.storage, ISSUERS_CONFIG) or {}
             cached = IssuersConfig(default=raw.get("default", ""),
                                    default_follows_latest_issuer=bool(raw.get("default_follows_latest_issuer")))
-            self.cache.derived["config"] = cached
+            self.cache.fill_derived("config", cached, epoch)
         return cached
 
     async def default_id(self) -> str:
@@ -239,6 +244,7 @@ class IssuerStore:
 
     async def set_config(self, cfg: IssuersConfig) -> None:
         await put_json(self.storage, ISSUERS_CONFIG, dataclasses.asdict(cfg))
+        self.cache.drop_derived()
         self.cache.derived["config"] = IssuersConfig(cfg.default, cfg.default_follows_latest_issuer)
 
     async def set_default(self, issuer_id: str) -> None:
@@ -267,13 +273,15 @@ class IssuerStore:
     async def chain_records(self, issuer: IssuerRecord) -> list[IssuerRecord]:
         """Self first, then parents found in the mount (siblings with the same subject and key, i.e.
         cross-signed or reissued copies, are followed too); or the manual chain when one is set."""
-        chains: dict[str, list[str]] = self.cache.derived.setdefault("chains", {})
+        chains: dict[str, list[str]] = self.cache.derived.get("chains") or {}
         ids = chains.get(issuer.id)
         if ids is None:
+            epoch = self.cache.epoch
             everyone = {r.id: r for r in await self.all()}
             everyone.setdefault(issuer.id, issuer)
             ids = _compute_chain(issuer, everyone)
-            chains[issuer.id] = ids
+            if epoch == self.cache.epoch:
+                self.cache.derived.setdefault("chains", {})[issuer.id] = ids
         out = []
         for i in ids:
             rec = self.cache.items.get(i) or await self._load(i)
@@ -291,8 +299,9 @@ class IssuerStore:
         if urls is None:
             cached = self.cache.derived.get("global_urls")
             if cached is None:
+                epoch = self.cache.epoch
                 cached = await read_global(self.storage)
-                self.cache.derived["global_urls"] = cached
+                self.cache.fill_derived("global_urls", cached, epoch)
             urls = cached
         if not urls.enable_templating:
             return urls

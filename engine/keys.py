@@ -69,17 +69,21 @@ class KeyStore:
         hit = self.cache.items.get(key_id)
         if hit is not None:
             return hit
+        epoch = self.cache.epoch
         raw = await get_json(self.storage, KEY_PREFIX + key_id)
         if raw is None:
             return None
         rec = KeyRecord.from_json(raw)
-        self.cache.items[key_id] = rec
+        self.cache.fill(key_id, rec, epoch)
         return rec
 
     async def list(self) -> list[str]:
-        if self.cache.ids is None:
-            self.cache.ids = sorted(await self.storage.list(KEY_PREFIX))
-        return list(self.cache.ids)
+        ids = self.cache.ids
+        if ids is None:
+            epoch = self.cache.epoch
+            ids = sorted(await self.storage.list(KEY_PREFIX))
+            self.cache.fill_ids(ids, epoch)
+        return list(ids)
 
     async def all(self) -> list[KeyRecord]:
         out = []
@@ -134,9 +138,10 @@ class KeyStore:
     async def config(self) -> KeysConfig:
         cached = self.cache.derived.get("config")
         if cached is None:
+            epoch = self.cache.epoch
             raw = await get_json(self.storage, KEYS_CONFIG) or {}
             cached = KeysConfig(default=raw.get("default", ""))
-            self.cache.derived["config"] = cached
+            self.cache.fill_derived("config", cached, epoch)
         return cached
 
     async def default_id(self) -> str:
@@ -144,6 +149,7 @@ class KeyStore:
 
     async def set_default(self, key_id: str) -> None:
         await put_json(self.storage, KEYS_CONFIG, {"default": key_id})
+        self.cache.drop_derived()
         self.cache.derived["config"] = KeysConfig(default=key_id)
 
 

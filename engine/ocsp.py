@@ -87,6 +87,9 @@ def issuer_hashes(rec: IssuerRecord, hash_name: str) -> tuple[bytes, bytes]:
 class ResponseCache:
     entries: dict[int, dict[tuple[str, str], tuple[bytes, float]]] = field(default_factory=dict)
     hashes: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)   # (issuer, alg) -> hashes
+    # Counts drops: a response built from a read that a drop overtook (a revocation replicated meanwhile) is not
+    # kept, or a standby would answer "good" for hours.
+    epoch: int = 0
 
     def get(self, serial: int, key: tuple[str, str], max_age: float) -> bytes | None:
         hit = self.entries.get(serial, {}).get(key)
@@ -94,17 +97,21 @@ class ResponseCache:
             return None
         return hit[0]
 
-    def put(self, serial: int, key: tuple[str, str], der: bytes) -> None:
+    def put(self, serial: int, key: tuple[str, str], der: bytes, epoch: int | None = None) -> None:
+        if epoch is not None and epoch != self.epoch:
+            return
         if len(self.entries) >= _CACHE_MAX:
             self.entries.pop(next(iter(self.entries)))
         self.entries.setdefault(serial, {})[key] = (der, time.monotonic())
 
     def drop_serial(self, serial: int) -> None:
         self.entries.pop(serial, None)
+        self.epoch += 1
 
     def clear(self) -> None:
         self.entries.clear()
         self.hashes.clear()
+        self.epoch += 1
 
 
 @dataclass
@@ -122,6 +129,7 @@ async def respond(storage: Storage, issuers: IssuerStore, der: bytes, settings: 
         return MALFORMED, 400
     if settings.disabled:
         return UNAUTHORIZED, 401
+    epoch = cache.epoch
     everyone = await issuers.all()
     matches = []
     for rec in everyone:
@@ -156,7 +164,7 @@ async def respond(storage: Storage, issuers: IssuerStore, der: bytes, settings: 
         status = "revoked" if revoked_at else "good"
     out = await _sign_response(issuers, signer, parsed, status, revoked_at, settings.expiry_seconds)
     if parsed.nonce is None:
-        cache.put(parsed.serial, cache_key, out)
+        cache.put(parsed.serial, cache_key, out, epoch)
     return out, 200
 
 

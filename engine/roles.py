@@ -436,33 +436,42 @@ class RoleCache:
 
     def __init__(self) -> None:
         self._roles: dict[str, Role] = {}
+        # Counts drops: a read that an invalidation overtook (a standby reading while raft applies a write) must
+        # not put the old role back.
+        self._epoch = 0
 
     async def get(self, storage: Storage, name: str) -> Role | None:
         cached = self._roles.get(name)
         if cached is not None:
             return cached
+        epoch = self._epoch
         data = await get_json(storage, ROLE_PREFIX + name)
         if data is None:
             return None
         role = Role.from_storage(name, data)
-        self._roles[name] = role
+        if epoch == self._epoch:
+            self._roles[name] = role
         return role
 
     async def put(self, storage: Storage, role: Role) -> None:
-        self._roles.pop(role.name, None)
+        self._drop(role.name)
         await put_json(storage, ROLE_PREFIX + role.name, role.to_storage())
         self._roles[role.name] = role
 
     async def delete(self, storage: Storage, name: str) -> None:
-        self._roles.pop(name, None)
+        self._drop(name)
         await storage.delete(ROLE_PREFIX + name)
+
+    def _drop(self, name: str) -> None:
+        self._roles.pop(name, None)
+        self._epoch += 1
 
     async def list(self, storage: Storage) -> list[str]:
         return [k for k in await storage.list(ROLE_PREFIX) if not k.endswith("/")]
 
     def invalidate(self, key: str) -> None:
         if key.startswith(ROLE_PREFIX):
-            self._roles.pop(key[len(ROLE_PREFIX):], None)
+            self._drop(key[len(ROLE_PREFIX):])
 
     def clear(self) -> None:
         self._roles.clear()

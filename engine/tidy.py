@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from cryptography import x509
 
@@ -40,6 +40,10 @@ log = logging.getLogger("python-pki.tidy")
 AUTO_TIDY_KEY = "config/auto-tidy"
 SCHEDULE_KEY = "config/auto-tidy-schedule"
 UUID_KEY = "config/tidy-backend-uuid"
+# The last run's tidy-status, written by the node running it (at start, every PROGRESS_SECONDS, at the end), so a
+# standby, or the next active after a failover, shows that run rather than nothing.
+STATUS_KEY = "config/tidy-status"
+PROGRESS_SECONDS = 5.0
 LEGACY_BUNDLE = "config/ca_bundle"
 LEGACY_BUNDLE_BACKUP = "config/ca_bundle.bak"
 PAGE = 256
@@ -104,6 +108,21 @@ class TidyStatus:
     revoked_cert_deleted_count: int = 0
     missing_issuer_cert_count: int = 0
 
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["params"] = asdict(self.params) if self.params is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> "TidyStatus":
+        st = cls()
+        for name, value in raw.items():
+            if name == "params":
+                st.params = TidyParams.from_json(value) if value is not None else None
+            elif hasattr(st, name):
+                setattr(st, name, value)
+        return st
+
     def response(self, backend_uuid: str, last_auto_finished: str | None) -> dict[str, Any]:
         counters = ("cert_store_deleted_count", "revoked_cert_deleted_count", "missing_issuer_cert_count",
                     "total_acme_account_count", "acme_account_deleted_count", "acme_account_revoked_count",
@@ -136,9 +155,32 @@ class TidyRunner:
     cancel_requested: bool = False
     backend_uuid: str = ""
     last_auto_finished: str | None = None
+    _saved_at: float = 0.0
 
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
+
+    async def save_status(self, storage: Storage, *, progress: bool = False) -> None:
+        """Persist the status; `progress` saves are skipped within PROGRESS_SECONDS of the last save."""
+        now = time.monotonic()
+        if progress and now - self._saved_at < PROGRESS_SECONDS:
+            return
+        self._saved_at = now
+        await put_json(storage, STATUS_KEY, {"status": self.status.to_json(),
+                                             "last_auto_finished": self.last_auto_finished})
+
+    async def stored_status(self, storage: Storage) -> tuple[TidyStatus, str | None]:
+        """The status the node that ran the last tidy stored, and its last auto-tidy finish time."""
+        raw = await get_json(storage, STATUS_KEY)
+        if raw is None:
+            return TidyStatus(), None
+        st = TidyStatus.from_json(raw.get("status") or {})
+        return st, raw.get("last_auto_finished")
+
+    def start(self, storage: Storage, ctx: "PkiContext", params: TidyParams, auto: bool = False) -> None:
+        self.cancel_requested = False
+        self.status = TidyStatus(state="Running", params=params, time_started=_now_text())
+        self.task = asyncio.get_running_loop().create_task(self._run(storage, ctx, params, auto))
 
     async def uuid_for(self, storage: Storage) -> str:
         if not self.backend_uuid:
@@ -149,16 +191,13 @@ class TidyRunner:
             self.backend_uuid = raw["uuid"]
         return self.backend_uuid
 
-    def start(self, storage: Storage, ctx: "PkiContext", params: TidyParams, auto: bool = False) -> None:
-        self.cancel_requested = False
-        self.status = TidyStatus(state="Running", params=params, time_started=_now_text())
-        self.task = asyncio.get_running_loop().create_task(self._run(storage, ctx, params, auto))
-
     async def _run(self, storage: Storage, ctx: "PkiContext", params: TidyParams, auto: bool) -> None:
         st = self.status
         try:
             await _mark_schedule(storage)
-            await Tidy(storage, ctx, params, st, lambda: self.cancel_requested).run()
+            await self.save_status(storage)
+            await Tidy(storage, ctx, params, st, lambda: self.cancel_requested,
+                       lambda: self.save_status(storage, progress=True)).run()
             st.state = "Cancelled" if self.cancel_requested else "Finished"
             st.time_finished = _now_text()
             if self.cancel_requested:
@@ -170,6 +209,10 @@ class TidyRunner:
         except Exception as exc:  # noqa: BLE001 - reported through tidy-status, as the built-in does
             log.exception("tidy failed")
             st.state, st.error, st.time_finished = "Error", str(exc) or type(exc).__name__, _now_text()
+        try:
+            await self.save_status(storage)
+        except Exception:  # noqa: BLE001 - the run is over either way; its status stays readable here
+            log.exception("storing the tidy status failed")
 
 
 class _Cancelled(Exception):
@@ -192,6 +235,7 @@ class Tidy:
     params: TidyParams
     status: TidyStatus
     cancelled: Callable[[], bool]
+    progress: Callable[[], Awaitable[None]] | None = None   # persists the status now and then
 
     def __post_init__(self) -> None:
         self._pause = parse_duration(self.params.pause_duration)
@@ -225,6 +269,8 @@ class Tidy:
             keys = [k for k in listed if not k.endswith("/")]
             values = await gather_limited([self.storage.get(prefix + k) for k in keys])
             yield list(zip(keys, values))
+            if self.progress is not None:
+                await self.progress()
 
     async def _cert_store(self) -> None:
         now = time.time()

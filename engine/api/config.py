@@ -150,6 +150,7 @@ def paths(ctx: PkiContext) -> list[Path]:
              operation_display={Operation.READ: pki("read", "issuers-configuration"), Operation.UPDATE: pki("configure", "issuers")},
              synopsis="The default issuer."),
         Path("root/replace", replace_fields, {Operation.UPDATE: ctx.serialized(write_issuers_cfg)}, display=pki("replace", "root"),
+             forward_performance_standby=True,
              synopsis="Make another issuer (default: the one named 'next') the default."),
         Path("config/keys", {"default": Field(S, "Reference (id or name) of the default key.")},
              {Operation.READ: read_keys_cfg, Operation.UPDATE: ctx.serialized(write_keys_cfg)}, synopsis="The default key.",

@@ -9,8 +9,10 @@ from cryptography.hazmat.primitives import serialization
 
 from engine import crl as crlmod
 from engine.issuers import IssuerRecord
-from engine.revocation import REVOKED_PREFIX
 from engine.api.openapi_hints import pki
+from engine.issuers import ISSUER_PREFIX, ISSUERS_CONFIG
+from engine.revocation import REVOKED_PREFIX, WAL_PREFIX
+from engine.revocation_index import META_KEY, BUCKET_PREFIX, hyphen_to_int
 from plugin.framework import (
     CodedError,
     Field,
@@ -72,6 +74,7 @@ def paths(ctx: "PkiContext") -> list[Path]:
         cfg.validate()
         await crlmod.save_config(req.storage, cfg)
         rt = crlmod.runtime(ctx)
+        rt.drop_config()
         rt.config = cfg
         resp = Response(data=cfg.response())
         if (old.disable != cfg.disable or (old.auto_rebuild and not cfg.auto_rebuild)
@@ -139,15 +142,29 @@ def paths(ctx: "PkiContext") -> list[Path]:
         return await crlmod.request_rebuild(req.storage, ctx)
 
     def invalidate(key: str) -> None:
+        """Another node (the active, seen from a standby) wrote `key`: drop exactly what was derived from it."""
         rt = crlmod.runtime(ctx)
+        ocsp_cache = rt.ocsp_cache
         if key == crlmod.CONFIG_KEY:
-            rt.config = None
+            rt.drop_config()
+            if ocsp_cache is not None:
+                ocsp_cache.clear()          # ocsp_disable / ocsp_expiry shape every response
+        elif key == META_KEY or key.startswith(BUCKET_PREFIX):
+            rt.drop_index()
         elif key.startswith(crlmod.CRL_PREFIX):
-            rt.crl_cache.clear()
+            rt.drop_crls()                  # crls/<id>, its chunks, crls/config
         elif key.startswith(REVOKED_PREFIX):
-            # Someone else wrote a revocation: reload (and reconcile) the index before trusting it to answer
-            # "not revoked" (engine.api.revoke).
-            rt.index = None
+            # Reload (and reconcile) the index before trusting it to answer "not revoked" (engine.api.revoke);
+            # the OCSP answer cached for that serial is stale.
+            rt.drop_index()
+            serial = hyphen_to_int(key[len(REVOKED_PREFIX):])
+            if ocsp_cache is not None and serial is not None:
+                ocsp_cache.drop_serial(serial)
+        elif key.startswith(WAL_PREFIX):
+            rt.drop_index()
+        elif key.startswith(ISSUER_PREFIX) or key == ISSUERS_CONFIG:
+            if ocsp_cache is not None:
+                ocsp_cache.clear()          # responder choice, issuer hashes, signer keys
 
     ctx.periodic_hooks.append(periodic)
     ctx.issuer_change_hooks.append(issuers_changed)
@@ -166,6 +183,6 @@ def paths(ctx: "PkiContext") -> list[Path]:
         Path(f"issuer/{ref}/crl(/pem|/der|/delta(/pem|/der)?)?", ref_field, {Operation.READ: issuer_crl},
              display=pki("issuer", "read-crl|read-crl-pem|read-crl-der|read-crl-delta|read-crl-delta-pem|read-crl-delta-der"),
              synopsis="Fetch an issuer's complete or delta CRL."),
-        Path("crl/rotate", {}, {Operation.READ: rotate}, display=pki("rotate", "crl"), synopsis="Force a rebuild of every CRL."),
-        Path("crl/rotate-delta", {}, {Operation.READ: rotate_delta}, display=pki("rotate", "delta-crl"), synopsis="Force a rebuild of the delta CRLs."),
+        Path("crl/rotate", {}, {Operation.READ: rotate}, display=pki("rotate", "crl"), forward_performance_standby=True, synopsis="Force a rebuild of every CRL."),
+        Path("crl/rotate-delta", {}, {Operation.READ: rotate_delta}, display=pki("rotate", "delta-crl"), forward_performance_standby=True, synopsis="Force a rebuild of the delta CRLs."),
     ]

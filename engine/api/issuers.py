@@ -365,10 +365,12 @@ def paths(ctx: PkiContext) -> list[Path]:
              display=pki(suffix="issuer"),
              synopsis="Read, update, patch or delete an issuer."),
         Path("issuers/import/(cert|bundle)", pem_field,
-             {Operation.UPDATE: ctx.serialized(import_handler)}, display=pki("issuers", "import-cert|import-bundle"), synopsis="Import CA certificates (and, for bundle, keys)."),
+             {Operation.UPDATE: ctx.serialized(import_handler)}, display=pki("issuers", "import-cert|import-bundle"), forward_performance_standby=True, synopsis="Import CA certificates (and, for bundle, keys)."),
         Path("config/ca", pem_field, {Operation.UPDATE: ctx.serialized(import_handler)}, display=pki("configure", "ca"),
+             forward_performance_standby=True,
              synopsis="Import a CA bundle (certificates and keys)."),
         Path("intermediate/set-signed", cert_field, {Operation.UPDATE: ctx.serialized(import_handler)},
              display=pki("set-signed", "intermediate"),
+             forward_performance_standby=True,
              synopsis="Import the signed intermediate certificate (and its chain) for a generated CSR."),
     ]

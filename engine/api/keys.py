@@ -173,8 +173,9 @@ def paths(ctx: PkiContext) -> list[Path]:
              synopsis="Read, rename or delete a key."),
         Path("keys/generate/(internal|exported|kms)", gen_fields, {Operation.UPDATE: ctx.serialized(generate_key)},
              display=pki("generate", "internal-key|exported-key|kms-key"),
+             forward_performance_standby=True,
              synopsis="Generate a key (exported returns the private key, once)."),
-        Path("keys/import", import_fields, {Operation.UPDATE: ctx.serialized(import_key)}, synopsis="Import a private key.",
+        Path("keys/import", import_fields, {Operation.UPDATE: ctx.serialized(import_key)}, forward_performance_standby=True, synopsis="Import a private key.",
              display=pki("import", "key")),
     ]
 

@@ -12,7 +12,8 @@ from engine.hsm import service
 from engine.hsm.config import ManagedKeyStore, build_config
 from engine.keys import KeyRecord
 from plugin.framework import (
-    Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response, name_regex,
+    Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, forward_from_standby, list_response,
+    name_regex,
 )
 
 # Vault fields we accept so that the same payload works here, but which mean nothing for a mount-local key.
@@ -68,6 +69,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         return Response(data=data)
 
     async def write(req: Request, d: FieldData) -> Response | None:
+        await forward_from_standby(req)   # checking the settings logs the token's shared pool out first
         name = d.get("name")
         kind = (d.get("type") or "pkcs11").lower()
         if kind != "pkcs11":
@@ -95,6 +97,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         return Response(data=cfg.public_view(), warnings=warnings)
 
     async def delete(req: Request, d: FieldData) -> Response | None:
+        await forward_from_standby(req)   # closes the token's sessions after the delete
         store = ManagedKeyStore(req.storage)
         cfg = await store.get(d.get("name"))
         if cfg is None:

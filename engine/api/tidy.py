@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import tidy as tidymod
 from engine.api.openapi_hints import pki
-from plugin.framework import Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, raw_response
+from plugin.framework import (
+    Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, is_performance_standby, raw_response,
+)
 from plugin.framework.fields import FieldError, parse_duration
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ NOTHING_SELECTED = ("Manual tidy requested but no tidy operations were set. Enab
 STARTED = ("Tidy operation successfully started. Any information from the operation will be printed to the "
            "server's logs.")
 ALREADY = "Tidy operation already in progress."
+INTERRUPTED = "the tidy run stopped before it finished: the node running it stopped or lost leadership"
 
 B, D = FieldType.BOOL, FieldType.DURATION
 TIDY_FIELDS: dict[str, Field] = {
@@ -113,7 +116,16 @@ def paths(ctx: "PkiContext") -> list[Path]:
 
     async def status(req: Request, d: FieldData) -> Response | None:
         tr = tidymod.runner(ctx)
-        return Response(data=tr.status.response(await tr.uuid_for(req.storage), tr.last_auto_finished))
+        standby = await is_performance_standby(req.system)
+        if tr.task is not None and not standby:
+            st, last_auto = tr.status, tr.last_auto_finished
+        else:
+            # A standby never tidies: the active stores its run. An active without a run of its own shows the
+            # last one stored (a previous process, or the node that was active before a failover).
+            st, last_auto = await tr.stored_status(req.storage)
+            if not standby and st.state in ("Running", "Cancelling"):
+                st.state, st.error = "Error", INTERRUPTED
+        return Response(data=st.response(await tr.uuid_for(req.storage), last_auto))
 
     async def cancel(req: Request, d: FieldData) -> Response | None:
         tr = tidymod.runner(ctx)
@@ -121,6 +133,7 @@ def paths(ctx: "PkiContext") -> list[Path]:
             return Response(warnings=["Tidy operation cannot be cancelled as none is currently running."])
         tr.cancel_requested = True
         tr.status.state = "Cancelling"
+        await tr.save_status(req.storage)
         return Response(data=tr.status.response(await tr.uuid_for(req.storage), tr.last_auto_finished))
 
     async def read_auto(req: Request, d: FieldData) -> Response | None:
@@ -149,10 +162,10 @@ def paths(ctx: "PkiContext") -> list[Path]:
     ctx.periodic_hooks.append(periodic)
     return [
         Path("tidy", TIDY_FIELDS, {Operation.UPDATE: tidy}, display=pki("tidy"),
-             responses={Operation.UPDATE: {202: "Accepted"}}, synopsis="Tidy up the backend by removing expired "
+             responses={Operation.UPDATE: {202: "Accepted"}}, forward_performance_standby=True, synopsis="Tidy up the backend by removing expired "
              "certificates, revocation information, or both."),
         Path("tidy-status", {}, {Operation.READ: status}, display=pki("tidy", "status"), synopsis="Returns the status of the tidy operation."),
-        Path("tidy-cancel", {}, {Operation.UPDATE: cancel}, display=pki("tidy", "cancel"), synopsis="Cancels a running tidy operation."),
+        Path("tidy-cancel", {}, {Operation.UPDATE: cancel}, display=pki("tidy", "cancel"), forward_performance_standby=True, synopsis="Cancels a running tidy operation."),
         Path("config/auto-tidy", AUTO_FIELDS, {Operation.READ: read_auto, Operation.UPDATE: write_auto},
              operation_display={Operation.READ: pki("read", "auto-tidy-configuration"),
                                 Operation.UPDATE: pki("configure", "auto-tidy")},

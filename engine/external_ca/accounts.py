@@ -21,7 +21,8 @@ from engine.external_ca.records import (
 from engine.external_ca.runtime import Runtime
 from engine.storage import Storage
 from plugin.framework import (
-    Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response, name_regex,
+    Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, forward_from_standby, list_response,
+    name_regex,
 )
 
 log = logging.getLogger("python-pki.external-ca")
@@ -102,9 +103,10 @@ class Accounts:
                  synopsis="List ACME accounts."),
             Path(f"config/acme-account/{name}/import", import_fields,
                  {Operation.UPDATE: self.import_account, Operation.CREATE: self.import_account},
+                 forward_performance_standby=True,
                  synopsis="Import an account already registered at the CA (its key and directory)."),
             Path(f"config/acme-account/{name}/rotate-key", rotate_fields, {Operation.UPDATE: self.rotate},
-                 synopsis="Replace the account key (RFC 8555 key change)."),
+                 forward_performance_standby=True, synopsis="Replace the account key (RFC 8555 key change)."),
             Path(f"config/acme-account/{name}", fields,
                  {Operation.UPDATE: self.write, Operation.CREATE: self.write, Operation.READ: self.read,
                   Operation.DELETE: self.delete},
@@ -123,6 +125,7 @@ class Accounts:
         return None if rec is None else Response(data=account_data(rec))
 
     async def write(self, req: Request, d: FieldData) -> Response:
+        await forward_from_standby(req)   # creating registers at the CA
         name = d.get("name")
         async with self.rt.account_locks[name]:
             existing = await load_account(req.storage, name)
@@ -243,6 +246,7 @@ class Accounts:
             return Response(data=account_data(rec))
 
     async def delete(self, req: Request, d: FieldData) -> Response | None:
+        await forward_from_standby(req)   # deactivates the account at the CA first
         name = d.get("name")
         async with self.rt.account_locks[name]:
             rec = await load_account(req.storage, name)

@@ -12,7 +12,7 @@ from engine.external_ca.records import OrderRecord, load_role
 from engine.external_ca.roles import Roles
 from engine.external_ca.runtime import Runtime
 from engine.external_ca.worker import Worker, is_due, is_expired
-from plugin.framework import Backend, Request, SpecialPaths
+from plugin.framework import Backend, Request, SpecialPaths, is_performance_standby
 
 log = logging.getLogger("python-pki.external-ca")
 
@@ -55,7 +55,9 @@ def build_backend(clock: Clock | None = None) -> Backend:
                     log.exception("ARI check of order %s failed", rec.order_id)
 
     async def initialize(req: Request) -> None:
-        await rt.index.ensure(req.storage)
+        # The index is built by the active node; a standby reads what it wrote.
+        if not await is_performance_standby(req.system):
+            await rt.index.ensure(req.storage)
 
     async def clean() -> None:
         await rt.close()

@@ -8,10 +8,13 @@ from typing import Awaitable, Callable, Iterable, Sequence
 from plugin.framework import openapi
 from plugin.framework.errors import (
     InternalError,
+    ReadOnlyError,
     UnsupportedOperationError,
     UnsupportedPathError,
     UserError,
     VaultError,
+    forwarding_error,
+    forwarding_message,
 )
 from plugin.framework.fields import FieldData, FieldError
 from plugin.framework.path import Path
@@ -49,6 +52,21 @@ class Outcome:
 
     response: Response | None = None
     error: VaultError | None = None
+
+
+PERFORMANCE_STANDBY = 1 << 14   # consts.ReplicationPerformanceStandby in the server's replication state
+
+
+async def is_performance_standby(system: object) -> bool:
+    """Whether this node serves from read-only storage (an OpenBao >= 2.5 standby), from the SystemView."""
+    state = getattr(system, "replication_state", None)
+    return state is not None and bool(await state() & PERFORMANCE_STANDBY)
+
+
+async def forward_from_standby(req: Request) -> None:
+    """`forward_performance_standby` for one operation of a path whose other operations are served locally."""
+    if await is_performance_standby(req.system):
+        raise ReadOnlyError()
 
 
 class Backend:
@@ -94,19 +112,30 @@ class Backend:
 
     async def handle(self, req: Request) -> Outcome:
         try:
-            return Outcome(response=await self._dispatch(req))
-        except UserError as exc:
-            return Outcome(response=error_response(exc.message))
-        except VaultError as exc:
-            return Outcome(error=exc)
-        except Exception:  # noqa: BLE001 - the one place unknown failures become a 500
+            resp = await self._dispatch(req)
+        except Exception as exc:  # noqa: BLE001 - the one place unknown failures become a 500
+            # A read-only refusal must reach the server with its text, whatever wrapped it: the server then
+            # replays the request on the active node. It is expected on standbys, so it is not logged.
+            forward = forwarding_error(exc)
+            if forward is not None:
+                return Outcome(error=forward)
+            if isinstance(exc, UserError):
+                return Outcome(response=error_response(exc.message))
+            if isinstance(exc, VaultError):
+                return Outcome(error=exc)
             log.exception("internal error handling %s %s", req.operation.value, req.path)
             return Outcome(error=InternalError("internal error"))
+        if resp is not None and resp.is_error:
+            forward = forwarding_message(str(resp.data["error"]))   # type: ignore[index]
+            if forward is not None:
+                return Outcome(error=forward)
+        return Outcome(response=resp)
 
     async def _dispatch(self, req: Request) -> Response | None:
         op = req.operation
         if op is Operation.ROLLBACK:
-            if self.periodic is not None:
+            # Periodic work writes (CRLs, tidy, orders): only the active node can, as with the built-in engine.
+            if self.periodic is not None and not await is_performance_standby(req.system):
                 await self.periodic(req)
             return None
         if op in (Operation.RENEW, Operation.REVOKE):
@@ -124,6 +153,9 @@ class Backend:
         handler = path.handler_for(op)
         if handler is None:
             raise UnsupportedOperationError()
+        if path.forward_performance_standby and await is_performance_standby(req.system):
+            # Before any parsing or work, so the replay on the active is the only run (ForwardPerformanceStandby).
+            raise ReadOnlyError()
         raw = dict(req.data or {})
         raw.update(captures)   # URL captures win over same-named body keys, as in Vault
         fields = FieldData(raw=raw, schema=dict(path.fields))

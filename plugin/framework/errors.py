@@ -91,6 +91,59 @@ class InternalError(VaultError):
     status = 500
 
 
+# The texts the server matches (sdk/logical/error.go ShouldForward) to replay a request on the active node: a
+# standby's storage refuses writes with the first, and the second is the SDK's explicit "forward this".
+READ_ONLY_TEXT = "cannot write to readonly storage"
+FORWARD_TEXT = "please forward to the active node"
+
+
+class ReadOnlyError(VaultError):
+    """This node cannot do the work (a standby's read-only storage): the server forwards the request.
+
+    Sent with the SDK's unknown error type, as the SDK sends its own ErrReadOnly; the server keeps the text."""
+
+    err_type = ErrType.UNKNOWN
+    status = 500
+
+    def __init__(self, message: str = READ_ONLY_TEXT) -> None:
+        super().__init__(message)
+
+
+def _asks_forwarding(text: str) -> bool:
+    return READ_ONLY_TEXT in text or FORWARD_TEXT in text
+
+
+def forwarding_error(exc: BaseException) -> ReadOnlyError | None:
+    """The read-only error inside `exc` (however a wrapper re-raised or grouped it), keeping its text, or None."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ReadOnlyError):
+            return current
+        text = current.message if isinstance(current, VaultError) else str(current)
+        if _asks_forwarding(text):
+            return ReadOnlyError(text)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+    return None
+
+
+def forwarding_message(message: str) -> ReadOnlyError | None:
+    """For an error *response* a handler built from a read-only failure: it must still reach the server as one."""
+    return ReadOnlyError(message) if _asks_forwarding(message) else None
+
+
+def to_vault_error(exc: BaseException) -> VaultError | None:
+    """The error to send for `exc`: read-only text first, then the handler's own VaultError; None for unknown
+    failures (the caller logs them and answers a generic internal error)."""
+    return forwarding_error(exc) or (exc if isinstance(exc, VaultError) else None)
+
+
 def is_user_facing(err: VaultError) -> bool:
     """Whether the error is answered as an error response (400 with the plain message)."""
     return isinstance(err, UserError)

@@ -35,6 +35,7 @@ class SystemView(Protocol):
     async def entity_info(self, entity_id: str) -> dict[str, Any] | None: ...
     async def groups_for_entity(self, entity_id: str) -> list[dict[str, Any]]: ...
     async def local_mount(self) -> bool: ...
+    async def replication_state(self) -> int: ...          # consts.ReplicationState bits
 
 
 @dataclass
@@ -46,6 +47,7 @@ class StaticSystemView:
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     local: bool = False
+    replication: int = 0   # e.g. 1 << 14: a performance standby
 
     async def default_lease_ttl(self) -> int:
         return self.default_ttl
@@ -61,6 +63,9 @@ class StaticSystemView:
 
     async def local_mount(self) -> bool:
         return self.local
+
+    async def replication_state(self) -> int:
+        return self.replication
 
 
 @dataclass

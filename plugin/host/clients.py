@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 from google.protobuf.json_format import MessageToDict
@@ -87,11 +88,23 @@ class GrpcStorage:
 class GrpcSystemView:
     """pb.SystemView. Lease TTLs are asked for every time: a `secrets tune` must bind the very next issue."""
 
+    # The replication state changes only with the node's role, and the server rebuilds every mount then; a short
+    # memory still spares the round trip on each forwarded-up-front request without outliving a role change.
+    REPLICATION_STATE_TTL = 1.0
+
     def __init__(self, channel: LazyChannel) -> None:
         self._channel = channel
+        self._replication: tuple[float, int] | None = None
 
     async def _call(self, method: str, args: Any, reply_type: type[M]) -> M:
         return await (await self._channel.get()).unary("/pb.SystemView/" + method, args, reply_type)
+
+    async def replication_state(self) -> int:
+        now = time.monotonic()
+        if self._replication is None or now - self._replication[0] > self.REPLICATION_STATE_TTL:
+            reply = await self._call("ReplicationState", backend_pb2.Empty(), backend_pb2.ReplicationStateReply)
+            self._replication = (now, reply.state)
+        return self._replication[1]
 
     async def default_lease_ttl(self) -> int:
         return (await self._call("DefaultLeaseTTL", backend_pb2.Empty(), backend_pb2.TTLReply)).TTL // 1_000_000_000

@@ -9,8 +9,8 @@ from typing import Callable
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from plugin.framework import Backend, Operation, Request, UnsupportedOperationError, VaultError
-from plugin.framework.errors import InternalError
+from plugin.framework import Backend, Operation, Request, UnsupportedOperationError
+from plugin.framework.errors import InternalError, forwarding_error, to_vault_error
 from plugin.host import translate
 from plugin.host.broker import Broker
 from plugin.host.clients import GrpcStorage, GrpcSystemView, LazyChannel
@@ -110,8 +110,14 @@ class BackendService(backend_grpc.BackendBase):
             await inst.backend.initialize(Request(operation=Operation.UPDATE, path="", storage=inst.storage,
                                                   system=inst.system))
         except Exception as exc:  # noqa: BLE001
-            log.exception("initialize failed")
-            reply.err.CopyFrom(backend_pb2.ProtoError(err_type=2, err_msg=f"initialize failed: {exc}"))
+            forward = forwarding_error(exc)
+            if forward is not None:
+                # A standby initializes on read-only storage; the active does the writing and we learn of it
+                # through invalidations. Not a plugin error.
+                log.info("initialize left its writes to the active node: %s", forward.message)
+            else:
+                log.exception("initialize failed")
+                reply.err.CopyFrom(backend_pb2.ProtoError(err_type=2, err_msg=f"initialize failed: {exc}"))
         await stream.send_message(reply)
 
     async def HandleRequest(self, stream) -> None:  # noqa: N802
@@ -150,9 +156,10 @@ class BackendService(backend_grpc.BackendBase):
                 raise UnsupportedOperationError()
             reply.check_found, reply.exists = await inst.backend.existence_check(req)
         except Exception as exc:  # noqa: BLE001
-            err = exc if isinstance(exc, VaultError) else InternalError("internal error")
-            if not isinstance(exc, VaultError):
+            err = to_vault_error(exc)
+            if err is None:
                 log.exception("existence check failed")
+                err = InternalError("internal error")
             reply.err.CopyFrom(translate.error_to_pb(err))
         await stream.send_message(reply)
 
