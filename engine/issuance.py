@@ -420,7 +420,9 @@ async def mount_ttls(system: Any, need_default: bool, need_max: bool) -> tuple[i
             await system.max_lease_ttl() if need_max else 0)
 
 
-async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_ref: str, mode: Mode) -> Response:
+async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_ref: str, mode: Mode, *,
+              not_after_behavior: str | None = None) -> Response:
+    """`not_after_behavior` overrides the issuer's leaf_not_after_behavior (ACME truncates, whatever it says)."""
     warnings: list[str] = []
     if mode == "issue":
         role = _issue_role(role, d, warnings)
@@ -449,7 +451,7 @@ async def run(ctx: PkiContext, req: Request, d: FieldData, role: Role, issuer_re
                                             need_max=role.max_ttl <= 0)
     limits = Limits(default_ttl=default_ttl, max_ttl=max_ttl,
                     issuer_not_after=issuer.certificate.not_valid_after_utc,
-                    leaf_not_after_behavior=issuer.leaf_not_after_behavior)
+                    leaf_not_after_behavior=not_after_behavior or issuer.leaf_not_after_behavior)
     not_before, nb_given = d.get_ok("not_before") if "not_before" in d.schema else ("", False)
     not_after, na_given = d.get_ok("not_after")
     validity = compute_validity(role, ValidityRequest(
