@@ -22,7 +22,7 @@ from engine.crl import THREAD_THRESHOLD
 from engine.issuers import CRL_SIGNING, IssuerNotFoundError, IssuerRecord, IssuerStore, require_usage
 from engine.signing import hash_for_key, is_blocking, sign_crl, signature_params
 from engine.x509util import aki_from_issuer, serial_to_colon_hex
-from plugin.framework import UserError
+from plugin.framework import UserError, goparse
 from plugin.framework.fields import FieldError, parse_bool, parse_duration
 
 RESERVED_EXTENSIONS = (
@@ -172,8 +172,9 @@ def _critical(entry: dict[str, Any]) -> bool:
     if raw is None or raw == "":
         return False
     try:
-        return parse_bool(raw)
-    except FieldError as exc:
+        return goparse.parse_bool(raw) if isinstance(raw, str) else parse_bool(raw)
+    except (FieldError, goparse.GoSyntaxError) as exc:
+        # Go's parsers' messages here never repeat the value (plugin/framework/goparse.py).
         raise ValueError(f"critical field value failed to be parsed: cannot parse '' as bool: {exc}") from None
 
 
