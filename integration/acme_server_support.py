@@ -80,3 +80,46 @@ def acme_client_for(directory_url: str, key: josepy.JWK | None = None) -> acme_c
 
 def deadline(seconds: float = 90) -> dt.datetime:
     return dt.datetime.now() + dt.timedelta(seconds=seconds)
+
+
+class RawAcme:
+    """Hand-built JWS requests (certbot's `acme.jws`) over plain HTTP, for error cases no client would send."""
+
+    def __init__(self, mount: AcmeMount, prefix: str = "acme/", key: josepy.JWK | None = None) -> None:
+        import requests
+        self.mount = mount
+        self.prefix = prefix
+        self.key = key or josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        self.kid: str | None = None
+        self.http = requests.Session()
+
+    def url(self, sub: str) -> str:
+        return f"{self.mount.base}/{self.prefix}{sub}"
+
+    def nonce(self) -> str:
+        return self.http.head(self.url("new-nonce"), timeout=30).headers["Replay-Nonce"]
+
+    def post(self, sub_or_url: str, payload: Any = None, *, nonce: str | None = None, url: str | None = None,
+             use_jwk: bool = False, both: bool = False, raw_payload: bytes | None = None):  # noqa: ANN201
+        import json as _json
+        from acme import jws as acme_jws
+        target = sub_or_url if sub_or_url.startswith("http") else self.url(sub_or_url)
+        body = raw_payload if raw_payload is not None else (b"" if payload is None else _json.dumps(payload).encode())
+        kid = None if use_jwk else self.kid
+        alg = josepy.ES256
+        signed = acme_jws.JWS.sign(body, key=self.key, alg=alg, nonce=josepy.b64.b64decode(nonce or self.nonce()),
+                                   url=url or target, kid=kid)
+        data = _json.loads(signed.json_dumps())
+        if both:
+            import base64
+            header = _json.loads(base64.urlsafe_b64decode(data["protected"] + "=="))
+            header["jwk"] = self.key.public_key().to_partial_json()
+            header["kid"] = self.kid or "x"
+            data["protected"] = base64.urlsafe_b64encode(_json.dumps(header).encode()).decode().rstrip("=")
+        return self.http.post(target, json=data, headers={"Content-Type": "application/jose+json"}, timeout=60)
+
+    def register(self, **payload: Any):  # noqa: ANN201
+        resp = self.post("new-account", {"termsOfServiceAgreed": True, **payload}, use_jwk=True)
+        if resp.status_code in (200, 201):
+            self.kid = resp.headers["Location"]
+        return resp
