@@ -29,6 +29,11 @@ from plugin.launcher import install_launcher
 
 PLUGIN_NAME = "python-pki"
 ROOT_TOKEN = "root"
+# The drop-in registration: our launcher as versioned secret plugin `pki` (the version the plugin reports).
+PKI_TYPE = "pki"
+PLUGIN_VERSION = "v0.1.0"
+# PYTHON_PKI_MOUNT_AS=pki runs the suite with our mounts of type `pki` (registered as PKI_TYPE PLUGIN_VERSION).
+MOUNT_AS = os.environ.get("PYTHON_PKI_MOUNT_AS", PLUGIN_NAME)
 
 
 def unique_root_token() -> str:
@@ -127,6 +132,9 @@ class Client:
     addr: str
     token: str = ROOT_TOKEN
     bao_bin: str
+    # Set once ours is registered as plugin `pki`: a plain `pki` mount would then be ours, so built-in mounts
+    # name the built-in's version.
+    pki_registered: bool = False
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -213,8 +221,29 @@ class Client:
             f"register plugin {name}",
         )
 
-    def enable_plugin_mount(self, path: str, plugin: str = PLUGIN_NAME, **options: Any) -> str:
-        """Mount our plugin at `path`; returns the path without slashes."""
+    def register_as_pki(self, sha256: str) -> None:
+        """Register our launcher as versioned secret plugin `pki` beside the built-in (what `scripts/dev` does)."""
+        self._ok(
+            self.http("PUT", f"sys/plugins/catalog/secret/{PKI_TYPE}",
+                      json={"sha256": sha256, "command": PLUGIN_NAME, "version": PLUGIN_VERSION}),
+            "register plugin pki",
+        )
+        self.pki_registered = True
+
+    def builtin_pki_version(self) -> str:
+        """The built-in engine's catalog version (v2.7.2+builtin.bao on OpenBao 2.7.2)."""
+        plugins = self.http("GET", "sys/plugins/catalog").json()["data"]
+        for entry in plugins.get("detailed") or []:
+            if entry.get("name") == PKI_TYPE and entry.get("type") == "secret" and entry.get("builtin"):
+                return entry["version"]
+        raise HarnessError("no built-in pki in the plugin catalog")
+
+    def enable_plugin_mount(self, path: str, plugin: str | None = None, **options: Any) -> str:
+        """Mount our plugin at `path` (as `python-pki`, or as versioned `pki` under PYTHON_PKI_MOUNT_AS=pki);
+        returns the path without slashes."""
+        plugin = plugin or MOUNT_AS
+        if plugin == PKI_TYPE:
+            options["config"] = {"plugin_version": PLUGIN_VERSION, **options.get("config", {})}
         path = path.strip("/")
         self._ok(
             self.http("POST", f"sys/mounts/{path}", json={"type": plugin, **options}),
@@ -225,6 +254,9 @@ class Client:
     def enable_builtin_mount(self, path: str, **options: Any) -> str:
         """Mount the server's built-in PKI engine at `path`."""
         path = path.strip("/")
+        if self.pki_registered:
+            # The version goes in the mount's config (a top-level plugin_version is ignored).
+            options["config"] = {"plugin_version": self.builtin_pki_version(), **options.get("config", {})}
         self._ok(
             self.http("POST", f"sys/mounts/{path}", json={"type": "pki", **options}),
             f"enable pki at {path}/",
@@ -351,13 +383,27 @@ class BaoServer(Client):
 
     # -- plugin -----------------------------------------------------------
     def register(self) -> None:
-        """Register our launcher as secret plugin `python-pki` with the real CLI."""
+        """Register our launcher as secret plugin `python-pki` with the real CLI (and as versioned `pki` too
+        under PYTHON_PKI_MOUNT_AS=pki)."""
         self.cli(
             "plugin", "register",
             f"-sha256={self.launcher_sha256}",
             f"-command={PLUGIN_NAME}",
             "secret", PLUGIN_NAME,
         )
+        if MOUNT_AS == PKI_TYPE:
+            self.register_pki_with_cli()
+
+    def register_pki_with_cli(self) -> None:
+        """`bao plugin register -sha256=... -command=python-pki -version=v0.1.0 secret pki`."""
+        self.cli(
+            "plugin", "register",
+            f"-sha256={self.launcher_sha256}",
+            f"-command={PLUGIN_NAME}",
+            f"-version={PLUGIN_VERSION}",
+            "secret", PKI_TYPE,
+        )
+        self.pki_registered = True
 
     def plugin_pids(self) -> list[int]:
         """Processes running our launcher (found by a /proc cmdline scan)."""
@@ -487,6 +533,8 @@ class VaultContainer(Client):
 
     def register(self) -> None:
         self.register_plugin(self.launcher_sha256)
+        if MOUNT_AS == PKI_TYPE:
+            self.register_as_pki(self.launcher_sha256)
 
     def logs(self, tail: int = 80) -> str:
         try:

@@ -115,11 +115,14 @@ def paths(ctx: "PkiContext") -> list[Path]:
         delta = tail.startswith("/delta")
         kind = tail.rsplit("/", 1)[1] if tail.endswith(("/der", "/pem")) else ""
         der = await fetch(req, issuer, delta)
-        if kind == "":
-            return Response(data={"crl": _pem(der) if der else ""})
-        content_type = PEM_CRL if kind == "pem" else DER_CRL
         if der is None:
-            return raw_response(b"", content_type, 204)
+            # An issuer without a key signs no CRL. The built-in's answer (`bao pki health-check` skips an
+            # issuer whose CRL fetch fails, and cannot parse an empty one).
+            ref = req.match["issuer_ref"]
+            raise CodedError(500, f"unable to find CRL for issuer: id:{issuer.id if issuer else ref}/ref:{ref}")
+        if kind == "":
+            return Response(data={"crl": _pem(der)})
+        content_type = PEM_CRL if kind == "pem" else DER_CRL
         return raw_response(_pem(der).encode() if kind == "pem" else der, content_type)
 
     async def rotate(req: Request, d: FieldData) -> Response | None:

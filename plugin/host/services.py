@@ -210,9 +210,19 @@ class MultiplexingService(multiplexing_grpc.PluginMultiplexingBase):
         await stream.send_message(multiplexing_pb2.MultiplexingSupportResponse(supported=self._supported))
 
 
+def plugin_version() -> str:
+    """The version the plugin reports at registration: `v` + the installed package's version (v0.1.0)."""
+    from importlib import metadata
+
+    try:
+        return "v" + metadata.version("python-pki")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
 class VersionService(logical_version_grpc.PluginVersionBase):
-    # An empty version keeps registration unversioned, so `secrets enable` without -plugin-version finds us.
+    # The server refuses a `-version` that differs from the reported one and records ours when none is given.
     async def Version(self, stream) -> None:  # noqa: N802
         await stream.recv_message()
-        await stream.send_message(logical_version_pb2.VersionReply(plugin_version=""))
+        await stream.send_message(logical_version_pb2.VersionReply(plugin_version=plugin_version()))
 
