@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from integration.cluster import Cluster
+from integration.harness import PLUGIN_VERSION
 
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("cluster")]
 
@@ -20,7 +21,8 @@ def test_three_voters_one_active_and_our_plugin_on_every_node(cluster: Cluster) 
     shas = {hashlib.sha256(n.launcher_path.read_bytes()).hexdigest() for n in cluster.nodes}
     assert shas == {cluster.launcher_sha256}
     for node in cluster.nodes:  # the catalog is replicated: every node sees the registration
-        entry = node.http("GET", "sys/plugins/catalog/secret/python-pki")
+        # The plugin reports its version, so the registration is a versioned one.
+        entry = node.http("GET", "sys/plugins/catalog/secret/python-pki", params={"version": PLUGIN_VERSION})
         assert entry.status_code == 200 and entry.json()["data"]["sha256"] == cluster.launcher_sha256
     pair = cluster.mount_pair()
     for node in cluster.nodes:

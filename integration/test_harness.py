@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from integration.harness import BaoServer, PLUGIN_NAME
+from integration.harness import PLUGIN_NAME, PLUGIN_VERSION, BaoServer
 
 
 def test_server_is_up_and_unsealed(bao: BaoServer) -> None:
@@ -25,9 +25,11 @@ def test_cli_reaches_the_server(bao: BaoServer) -> None:
 
 
 def test_plugin_is_registered_by_sha256(bao: BaoServer) -> None:
-    r = bao.http("GET", f"sys/plugins/catalog/secret/{PLUGIN_NAME}")
+    # The plugin reports its version at registration, so even the unversioned command records v0.1.0.
+    r = bao.http("GET", f"sys/plugins/catalog/secret/{PLUGIN_NAME}", params={"version": PLUGIN_VERSION})
     assert r.status_code == 200, r.text
     data = r.json()["data"]
+    assert data["version"] == PLUGIN_VERSION
     assert data["command"] == PLUGIN_NAME
     assert data["sha256"] == bao.launcher_sha256
     mode = os.stat(bao.launcher_path).st_mode
