@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine import crl_sign
+from engine.api.openapi_hints import pki
 from plugin.framework import Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, \
     name_regex
 
@@ -73,12 +74,13 @@ def paths(ctx: "PkiContext") -> list[Path]:
 
     ref = name_regex("issuer_ref")
     return [
-        Path(f"issuer/{ref}/resign-crls", RESIGN_FIELDS, {Operation.UPDATE: resign},
+        Path(f"issuer/{ref}/resign-crls", RESIGN_FIELDS, {Operation.UPDATE: resign}, display=pki("issuer", "resign-crls"),
              synopsis="Merge CRLs this issuer signed into one CRL and sign it.",
              description="The entries of every given CRL (each must verify under this issuer's key) are merged, "
                          "each serial at its oldest revocation time and without entry extensions, and signed "
                          "with the given CRL number, lifetime and optional delta indicator. Nothing is stored."),
         Path(f"issuer/{ref}/sign-revocation-list", SIGN_FIELDS, {Operation.UPDATE: sign_list},
+             display=pki("issuer", "sign-revocation-list"),
              synopsis="Sign a CRL built from the given entries and extensions.",
              description="Builds a CRL from revoked_certs and extensions with the given CRL number, lifetime and "
                          "optional delta indicator, signed by this issuer. Nothing is stored."),

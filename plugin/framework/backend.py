@@ -203,7 +203,9 @@ class Backend:
         return await stype.renew(req)
 
     def _help(self, req: Request) -> Response:
-        prefix = str((req.data or {}).get("requestResponsePrefix") or req.mount_type or "")
+        # The server's prefix for operationIds without hints; it sends none for a mount's `?help=1`, and the
+        # built-in engine then has none either.
+        prefix = str((req.data or {}).get("requestResponsePrefix") or "")
         if req.path == "":
             return Response(data={
                 "help": openapi.root_help(self),
