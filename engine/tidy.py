@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from cryptography import x509
 
+from engine.acme import tidy as acme_tidy
 from engine import crl as crlmod
 from engine.revocation import (
     CERTS_PREFIX,
@@ -107,6 +108,10 @@ class TidyStatus:
     cert_store_deleted_count: int = 0
     revoked_cert_deleted_count: int = 0
     missing_issuer_cert_count: int = 0
+    total_acme_account_count: int = 0
+    acme_account_deleted_count: int = 0
+    acme_account_revoked_count: int = 0
+    acme_orders_deleted_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -257,6 +262,8 @@ class Tidy:
             await self._expired_issuers()
         if p.tidy_move_legacy_ca_bundle:
             await self._legacy_bundle()
+        if p.tidy_acme:
+            await acme_tidy.run(self.storage, self.status, p.safety_buffer, p.acme_account_safety_buffer, self._step)
 
     async def _step(self) -> None:
         if self.cancelled():

@@ -39,7 +39,7 @@ TIDY_FIELDS: dict[str, Field] = {
     "tidy_expired_issuers": Field(B, "Set to true to automatically remove expired issuers past the "
                                      "issuer_safety_buffer."),
     "tidy_move_legacy_ca_bundle": Field(B, "Set to true to move the legacy ca_bundle to a backup location."),
-    "tidy_acme": Field(B, "Set to true to tidy ACME state (nothing to do in this plugin's store).", default=False),
+    "tidy_acme": Field(B, "Set to true to tidy ACME orders, accounts and unused EAB keys.", default=False),
     "safety_buffer": Field(D, "The amount of extra time that must have passed beyond certificate expiration "
                               "before it is removed.", default=259200),
     "revoked_safety_buffer": Field(D, "As safety_buffer, for revoked certificates; defaults to safety_buffer."),
