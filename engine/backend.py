@@ -55,6 +55,8 @@ def special_paths() -> SpecialPaths:
         root=["root", "root/sign-self-issued"],
         local_storage=["revoked/", "delta-wal/", "crl", "config/cluster", "crls/", "certs/", "acme/"],
         seal_wrap_storage=["config/ca_bundle", "config/ca_bundle.bak", "config/key/", "managed-keys/"],
+        # Vault passes a POSTed application/ocsp-request body only on binary paths (as the built-in declares).
+        binary=["ocsp", "ocsp/*"],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from integration.harness import PLUGIN_NAME, PLUGIN_VERSION, BaoServer
+from integration.harness import MOUNT_AS, PLUGIN_NAME, PLUGIN_VERSION, BaoServer
 
 
 def test_server_is_up_and_unsealed(bao: BaoServer) -> None:
@@ -81,7 +81,7 @@ def test_mounts_fixture_gives_fresh_pairs(bao: BaoServer, mounts) -> None:
     assert mounts.ours != mounts.ref
     data = bao.http("GET", "sys/mounts").json()["data"]
     assert data[f"{mounts.ref}/"]["type"] == "pki"
-    assert data[f"{mounts.ours}/"]["type"] == PLUGIN_NAME
+    assert data[f"{mounts.ours}/"]["type"] == MOUNT_AS
 
 
 def test_vault_docker_fixture(vault_docker) -> None:

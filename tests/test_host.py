@@ -115,3 +115,32 @@ def test_launcher_does_not_serve_when_reimported_by_a_worker(tmp_path):
                            f"import runpy; runpy.run_path({str(launcher)!r}, run_name='__mp_main__')"],
                           capture_output=True, text=True, env=env, timeout=30)
     assert proc.returncode == 0 and proc.stdout == "", proc.stdout + proc.stderr
+
+
+def test_special_paths_reply_declares_ocsp_binary_for_vault() -> None:
+    """Vault reads field 6 (`binary`) of pb.Paths to hand POSTed OCSP DER bodies to the plugin."""
+    import asyncio
+
+    from engine.backend import build_backend
+    from plugin.host.services import BackendService, Lifecycle, MountInstance
+
+    class Stream:
+        metadata = {"multiplex_id": "m"}
+        sent: list = []
+
+        async def recv_message(self):
+            return None
+
+        async def send_message(self, msg) -> None:
+            self.sent.append(msg)
+
+    service = BackendService(build_backend, broker=None, life=Lifecycle())  # type: ignore[arg-type]
+    service._mounts["m"] = MountInstance(backend=build_backend(), storage=None, system=None,  # type: ignore
+                                         channel=None)
+    stream = Stream()
+    asyncio.run(service.SpecialPaths(stream))
+    wire = stream.sent[0].SerializeToString()
+    paths = backend_pb2.SpecialPathsReply.FromString(wire).paths
+    assert list(paths.binary) == ["ocsp", "ocsp/*"]
+    assert backend_pb2.Paths.DESCRIPTOR.fields_by_name["binary"].number == 6
+    assert "ocsp" in paths.unauthenticated

@@ -35,6 +35,9 @@ class SpecialPaths:
     local_storage: list[str] = field(default_factory=list)
     seal_wrap_storage: list[str] = field(default_factory=list)
     allow_snapshot_read: list[str] = field(default_factory=list)
+    # HashiCorp Vault (>= 1.16) hands these paths' non-JSON request bodies to the plugin (`http_raw_body`);
+    # OpenBao ignores the list.
+    binary: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -100,7 +100,8 @@ class BackendService(backend_grpc.BackendBase):
         sp = self._mount(stream).backend.special_paths
         await stream.send_message(backend_pb2.SpecialPathsReply(paths=backend_pb2.Paths(
             root=sp.root, unauthenticated=sp.unauthenticated, local_storage=sp.local_storage,
-            seal_wrap_storage=sp.seal_wrap_storage, allow_snapshot_read=sp.allow_snapshot_read)))
+            seal_wrap_storage=sp.seal_wrap_storage, allow_snapshot_read=sp.allow_snapshot_read,
+            binary=sp.binary)))
 
     async def Initialize(self, stream) -> None:  # noqa: N802
         await stream.recv_message()

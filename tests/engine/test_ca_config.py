@@ -92,3 +92,4 @@ def test_special_paths_match_the_builtin_engine() -> None:
     assert "acme/new-eab" not in sp.unauthenticated
     assert {"config/key/", "config/ca_bundle"} <= set(sp.seal_wrap_storage)
     assert {"certs/", "revoked/", "config/cluster", "crls/"} <= set(sp.local_storage)
+    assert sp.binary == ["ocsp", "ocsp/*"]
