@@ -8,6 +8,7 @@ from engine.acme.protocol import Answer, Call, acme_state, signed, unsigned
 from engine.acme.records import VALIDATIONS
 from engine.context import PkiContext
 from plugin.framework import Field, FieldType, Operation, Path, Request
+from plugin.framework.backend import is_performance_standby
 
 S = FieldType.STRING
 SYNOPSIS = "An ACME (RFC 8555) endpoint of this mount."
@@ -45,7 +46,10 @@ def paths(ctx: PkiContext) -> list[Path]:
     state = acme_state(ctx)
 
     async def resume(req: Request) -> None:
-        # A plugin killed mid-validation finds its queue here (and every minute, through the periodic hook).
+        # A plugin killed mid-validation finds its queue here (and every minute, through the periodic hook); a
+        # standby leaves the queue to the active, where challenges are accepted.
+        if await is_performance_standby(req.system):
+            return
         if await req.storage.list(VALIDATIONS):
             cfg = await read_config(req.storage)
             if not acme_disabled(cfg):

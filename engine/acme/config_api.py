@@ -17,6 +17,7 @@ from engine.api.openapi_hints import pki
 from engine.api.roles import role_cache
 from engine.context import PkiContext
 from engine.urls import read_cluster
+from plugin.framework.backend import forward_from_standby
 from plugin.framework import (
     CodedError, Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, list_response,
     paginate,
@@ -81,6 +82,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         return Response(data=cfg.to_response(), warnings=warnings)
 
     async def write_acme(req: Request, d: FieldData) -> Response:
+        await forward_from_standby(req)
         cfg = await read_config(req.storage)
         if d.has("enabled"):
             cfg.enabled = bool(d.get("enabled"))
@@ -228,6 +230,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         return Response(data=_account_data(acct, orders))
 
     async def update_account(req: Request, d: FieldData) -> Response:
+        await forward_from_standby(req)
         store = AcmeStore(req.storage)
         acct = await store.account(d.get("keyid"))
         if acct is None:
@@ -252,8 +255,7 @@ def paths(ctx: PkiContext) -> list[Path]:
              synopsis="Configuration of ACME Endpoints",
              description="Whether the mount serves ACME, which roles and issuers its directories may use, the "
                          "policy of the default directories, external account binding, and the DNS server "
-                         "the validations use.",
-             forward_performance_standby=True),
+                         "the validations use."),
         Path("eab/?", eab_after, {Operation.LIST: list_eab}, display=pki("list", "eab-keys"),
              synopsis="list external account bindings to be used for ACME",
              description="EAB keys generated and not yet bound to an account."),
@@ -268,7 +270,7 @@ def paths(ctx: PkiContext) -> list[Path]:
              {"keyid": Field(S, "The account's key id.", required=True),
               "status": Field(S, "New status: 'valid' or 'revoked'.")},
              {Operation.READ: read_account, Operation.UPDATE: update_account},
-             synopsis="Read or change the status of one ACME account.", forward_performance_standby=True),
+             synopsis="Read or change the status of one ACME account."),
     ]
     for prefix, fields in acme_prefixes():
         scope = " ".join(w for w, part in (("issuer", "issuer/"), ("role", "roles/")) if part in prefix)
