@@ -12,11 +12,13 @@ import ipaddress
 import os
 import socket
 import ssl
+import warnings
 from urllib.parse import urljoin, urlsplit
 
 import dns.exception
 import dns.resolver
 import requests
+from urllib3.exceptions import InsecureRequestWarning
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
@@ -88,8 +90,11 @@ def _get_any(session: requests.Session, parts, addresses: list[str], url: str) -
         target = f"[{address}]" if ":" in address else address
         netloc = target + (f":{parts.port}" if parts.port else "")
         try:
-            return session.get(parts._replace(netloc=netloc).geturl(), headers={"Host": parts.netloc},
-                               allow_redirects=False, stream=True, verify=False, timeout=HTTP_TIMEOUT)
+            with warnings.catch_warnings():
+                # Redirect targets' TLS is not verified (as the built-in): no warning per validation in the log.
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+                return session.get(parts._replace(netloc=netloc).geturl(), headers={"Host": parts.netloc},
+                                   allow_redirects=False, stream=True, verify=False, timeout=HTTP_TIMEOUT)
         except requests.ConnectionError as exc:
             failure = exc
         except requests.RequestException as exc:

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from engine import issuance
+from engine.acme.directory import resolve
 from engine.acme.errors import problem
 from engine.acme.jws import b64d, public_key_of
 from engine.acme.orders import current_status, load_order, order_answer
@@ -111,9 +112,17 @@ def _suitable_cn(csr: x509.CertificateSigningRequest) -> str:
     return str(ips[0]) if ips else ""
 
 
-async def _issue(call: Call, csr: x509.CertificateSigningRequest) -> tuple[x509.Certificate, str]:
-    role = call.directory.role
-    issuer = call.directory.issuer
+async def _issue(call: Call, csr: x509.CertificateSigningRequest, order: Order) -> tuple[x509.Certificate, str]:
+    directory = call.directory
+    if order.profile:
+        # The order's profile chose its role at new-order; the same role signs (if the profile still exists).
+        role_name = directory.cfg.profiles.get(order.profile)
+        if not role_name:
+            raise problem("badCSR", suffix=f"profile {order.profile} is no longer configured")
+        assert call.ctx is not None
+        directory = await resolve(call.ctx, call.req, directory.cfg, role_override=role_name)
+    role = directory.role
+    issuer = directory.issuer
     raw: dict = {"csr": csr.public_bytes(Encoding.PEM).decode(), "format": "pem"}
     if role.require_cn and not csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         cn = _suitable_cn(csr)
@@ -156,7 +165,7 @@ async def finalize(call: Call) -> Answer:
         order.status, order.finalizing_since = "processing", rfc3339(now())
         await call.store.put_order(order)
         try:
-            cert, issuer_id = await _issue(call, csr)
+            cert, issuer_id = await _issue(call, csr, order)
         except BaseException:
             order.status, order.finalizing_since = "ready", ""
             await call.store.put_order(order)
