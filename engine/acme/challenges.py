@@ -146,23 +146,30 @@ def _dns01(ident: Identifier, expected: str, dns_resolver: str) -> None:
 
 def _tls_alpn01(ident: Identifier, expected: str, dns_resolver: str) -> None:
     port = _port(TLS_PORT_ENV, 443)
-    address = _addresses(ident.value, dns_resolver)[0]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols([ALPN])
     server_name = ident.value if ident.type == "dns" else None
-    try:
-        with socket.create_connection((address, port), timeout=HTTP_TIMEOUT) as raw, \
-                context.wrap_socket(raw, server_hostname=server_name) as tls:
-            if tls.selected_alpn_protocol() != ALPN:
-                raise problem("tls", prefix=f"server did not negotiate {ALPN}")
-            der = tls.getpeercert(binary_form=True)
-    except AcmeProblem:
-        raise
-    except (OSError, ssl.SSLError) as exc:
-        raise problem("connection", prefix=f"tls-alpn-01 connection to {address}:{port} failed: {exc}") from None
+    der: bytes | None = None
+    failure: Exception | None = None
+    for address in _addresses(ident.value, dns_resolver):
+        try:
+            raw = socket.create_connection((address, port), timeout=HTTP_TIMEOUT)
+        except OSError as exc:
+            failure = exc
+            continue
+        try:
+            with raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
+                if tls.selected_alpn_protocol() != ALPN:
+                    raise problem("tls", prefix=f"server did not negotiate {ALPN}")
+                der = tls.getpeercert(binary_form=True)
+                break
+        except (OSError, ssl.SSLError) as exc:
+            raise problem("tls", prefix=f"tls-alpn-01 handshake with {address}:{port} failed: {exc}") from None
+    if der is None and failure is not None:
+        raise problem("connection", prefix=f"tls-alpn-01 connection to {ident.value}:{port} failed: {failure}")
     if not der:
         raise problem("tls", prefix="no certificate presented")
     cert = x509.load_der_x509_certificate(der)

@@ -184,3 +184,76 @@ def test_jws_errors():
         gone = await c.order("b.example")
         assert gone.status == 401
     run(go())
+
+
+def _alpn_server(cert_pem: bytes, key_pem: bytes) -> tuple[int, object]:
+    import os
+    import socket
+    import ssl
+    import tempfile
+    directory = tempfile.mkdtemp()
+    cert_path, key_path = os.path.join(directory, "c.pem"), os.path.join(directory, "k.pem")
+    open(cert_path, "wb").write(cert_pem)
+    open(key_path, "wb").write(key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            try:
+                with ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], stop
+
+
+def test_tls_alpn01_with_the_acme_identifier_extension(monkeypatch):
+    import datetime as dt
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_mod
+
+    async def go():
+        m = AcmeMount()
+        await m.setup()
+        c = Client(m)
+        await c.register()
+        order = await c.order("localhost")
+        authz = (await c.post(c.sub_of(order.json()["authorizations"][0]))).json()
+        chal = next(ch for ch in authz["challenges"] if ch["type"] == "tls-alpn-01")
+        digest = hashlib.sha256(f"{chal['token']}.{_thumb(c)}".encode()).digest()
+        key = ec_mod.generate_private_key(ec_mod.SECP256R1())
+        name = x509.Name([])
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(hours=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+                .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"),
+                                                          b"\x04\x20" + digest), critical=True)
+                .sign(key, hashes.SHA256()))
+        port, stop = _alpn_server(cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        monkeypatch.setenv("PYTHON_PKI_ACME_TLS_PORT", str(port))
+        try:
+            await c.post(c.sub_of(chal["url"]), {})
+            await acme_state(m.backend.pki_context).validator.idle()
+        finally:
+            stop.set()
+        got = (await c.post(c.sub_of(order.json()["authorizations"][0]))).json()
+        assert got["status"] == "valid", got
+        assert got["expires"] and [ch["status"] for ch in got["challenges"] if ch["type"] == "tls-alpn-01"] \
+            == ["valid"]
+    run(go())
