@@ -25,6 +25,7 @@ PATH_MODULES: list[str] = [
     "engine.api.ca_read",
     "engine.api.roles",
     "engine.api.issue",
+    "engine.api.cel_roles",
     "engine.api.certs",
     "engine.api.revoke",
     "engine.api.crl",
