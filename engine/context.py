@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 from engine.cache import RecordCache
+from engine.hsm.config import PREFIX as MANAGED_KEYS_PREFIX
 from engine.issuers import ISSUER_PREFIX, ISSUERS_CONFIG, IssuerRecord, IssuerStore
 from engine.keys import KEY_PREFIX, KEYS_CONFIG, KeyRecord, KeyStore
 from engine.signing import SigningKey
@@ -65,6 +66,9 @@ class PkiContext:
             self.signers.pop(key_id, None)
         elif key == KEYS_CONFIG:
             self.key_cache.drop_derived()
+        elif key.startswith(MANAGED_KEYS_PREFIX):
+            # Which keys sign through that managed key is in storage; signers are cheap to load again.
+            self.signers.clear()
         for hook in self.invalidation_hooks:
             hook(key)
 

@@ -450,3 +450,16 @@ def test_read_only_text_survives_wrappers() -> None:
     from plugin.host import translate
     pb = translate.error_to_pb(out.error)
     assert pb.err_type == 0 and READ_ONLY_TEXT in pb.err_msg    # the SDK's unknown type keeps the text as is
+
+
+def test_managed_key_invalidation_drops_loaded_signers() -> None:
+    async def go() -> None:
+        pair = Pair()
+        root = await pair.setup_ca()
+        await pair.standby.call(Operation.UPDATE, "issue/web", {"common_name": "s.example.com"})  # loads the signer
+        ctx = pair.standby.backend.pki_context  # type: ignore[attr-defined]
+        await ctx.issuers(pair.view).signing_key(await ctx.issuers(pair.view).resolve(root["issuer_id"]))
+        assert ctx.signers
+        pair.standby.backend.invalidate("managed-keys/hsm")
+        assert not ctx.signers
+    run(go())
