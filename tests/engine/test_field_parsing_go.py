@@ -235,3 +235,45 @@ def test_a_crl_expiry_stored_before_the_range_check_does_not_break_revocation():
     serial = m.ok("write", "issue/web", common_name="a.example.com")["serial_number"]
     assert m.write("revoke", serial_number=serial).status == 200
     assert m.read("crl/rotate").status == 200
+
+
+SECRET_FIELDS = {"pem_bundle", "private_key", "account_key", "eab_key", "pin"}
+MARK = "SeCrEtMaRk"
+SECRET_SHAPES = [
+    f"-----BEGIN PRIVATE KEY-----\nMIIB{MARK}AAAA\n-----END PRIVATE KEY-----\n",
+    f"-----BEGIN EC PRIVATE KEY-----\n{MARK}\n-----END EC PRIVATE KEY-----",
+    f"{MARK}", f"not base64 {MARK} !!", [f"{MARK}-a", f"{MARK}-b"], {"pem": MARK}, [[MARK]],
+]
+
+
+def _secret_paths():
+    for label, backend in (("pki", build_pki_backend), ("external-ca", build_external_ca_backend)):
+        for path in backend().paths:
+            for name in SECRET_FIELDS & set(path.fields):
+                yield pytest.param(label, path, name, id=f"{label}:{path.pattern}:{name}")
+
+
+def _concrete(pattern: str) -> str:
+    import re
+
+    text = re.sub(r"\(\?P<\w+>[^()]*(\([^()]*(\([^()]*\))?[^()]*\))?[^()]*\)\??", "n1", pattern)
+    return re.sub(r"[()?^$]|\|\w+", "", text).replace("n1", "n1")
+
+
+@pytest.mark.parametrize("label,path,name", list(_secret_paths()))
+def test_no_error_body_contains_a_submitted_secret(label, path, name):
+    import asyncio
+
+    from engine.storage import InMemoryStorage
+    from plugin.framework import Request, StaticSystemView
+
+    backend = build_pki_backend() if label == "pki" else build_external_ca_backend()
+    concrete = _concrete(path.pattern).rstrip("/")
+    assert backend.route(concrete) is not None, concrete
+    for shape in SECRET_SHAPES:
+        body = {name: shape, "directory_url": "https://ca.invalid/dir", "library": "none"}
+        req = Request(operation=Operation.UPDATE, path=concrete, storage=InMemoryStorage(),
+                      system=StaticSystemView(), data=body)
+        out = asyncio.run(backend.handle(req))
+        reply = out.response.data if out.response is not None else {"error": out.error.message if out.error else ""}
+        assert MARK not in json.dumps(reply, default=str), (concrete, shape, reply)
