@@ -19,6 +19,7 @@ from engine.external_ca.records import (
     load_role, save_account,
 )
 from engine.external_ca.runtime import Runtime
+from engine.external_ca.transport import Reach
 from engine.storage import Storage
 from plugin.framework import (
     Field, FieldData, FieldType, Operation, Path, Request, Response, UserError, forward_from_standby, list_response,
@@ -59,6 +60,11 @@ def validate_trusted_ca(pem: str) -> None:
 def validate_directory_url(url: str) -> None:
     if not re.match(r"^https?://[^\s/]+", url):
         raise UserError("directory_url must be an http(s) URL of an ACME directory")
+
+
+def _require_admitted(reach: Reach, url: str) -> None:
+    if not reach.policy.admits(url):
+        raise UserError("directory_url names a host outside this mount's allowed_directory_hosts (config/network)")
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -185,10 +191,11 @@ class Accounts:
         trusted = d.get("trusted_ca")
         validate_trusted_ca(trusted)
 
+        reach = await self.rt.reach(req.storage, trusted)
+        _require_admitted(reach, url)
         key = await self.rt.blocking(keys.generate, key_type)
         try:
-            account_url = await self.rt.blocking(acme_client.register, url, key, contacts, kid, hmac,
-                                                 self.rt.verify_for(trusted))
+            account_url = await self.rt.blocking(acme_client.register, url, key, contacts, kid, hmac, reach)
         except (AcmeFailed, RetryLater) as exc:
             raise UserError(f"failed to register the account with the ACME server: {exc.message}") from None
         now = rfc3339(self.rt.now())
@@ -221,11 +228,13 @@ class Accounts:
         expected_url = d.get("account_url").strip()
         trusted = d.get("trusted_ca")
         validate_trusted_ca(trusted)
+        reach = await self.rt.reach(req.storage, trusted)
+        _require_admitted(reach, url)
         async with self.rt.account_locks[name]:
             if await load_account(req.storage, name) is not None:
                 raise UserError(f"ACME account {name!r} already exists; delete it first to import another")
             try:
-                found = await self.rt.blocking(acme_client.existing_account, url, key, self.rt.verify_for(trusted))
+                found = await self.rt.blocking(acme_client.existing_account, url, key, reach)
             except (AcmeFailed, RetryLater) as exc:
                 raise UserError(f"could not look the account up at the ACME server: {exc.message}") from None
             if found is None:
@@ -342,7 +351,7 @@ class Accounts:
             return rec
         new_key = await self.rt.load_account_key(storage, rec.name, version)
         found = await self.rt.blocking(acme_client.find_account, rec.directory_url, new_key,
-                                       self.rt.verify_for(rec.trusted_ca))
+                                       await self.rt.reach(storage, rec.trusted_ca))
         if found:
             key_type = _key_type_of(new_key)
             return await self._commit_rotation(storage, rec, version, key_type)

@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,11 +23,24 @@ from acme import challenges, client, errors, messages
 from acme import jws as acme_jws
 from cryptography import x509
 
+from engine.external_ca import transport
 from engine.external_ca.keys import PrivateKey, jwk_of, jws_alg
+from engine.external_ca.transport import HostNotAllowed, Reach, TransportError, as_reach
 
 BAD_NONCE_RETRIES = 10
-NETWORK_TIMEOUT = 30
 USER_AGENT = "python-pki-external-ca"
+GARBAGE = "the ACME server sent a reply that is not a valid ACME object"
+
+
+class _NoDebugBodies(logging.Filter):
+    """acme's client logs every JWS payload and response body at debug level; keep them out of our log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+logging.getLogger("acme.client").addFilter(_NoDebugBodies())
+log = logging.getLogger("python-pki.external-ca")
 
 
 class RetryLater(Exception):
@@ -51,8 +65,20 @@ class _Network(client.ClientNetwork):
 
     last_response: requests.Response | None = None
 
+    def __init__(self, *args: Any, policy: transport.HostPolicy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session.close()
+        self.session = transport.bounded_session(policy)
+
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        response = super()._send_request(method, url, *args, **kwargs)
+        # Replaces acme's, which logs bodies and reads them unbounded (see transport.py).
+        kwargs["verify"] = self.verify_ssl
+        kwargs.setdefault("headers", {})
+        kwargs["headers"].setdefault("User-Agent", self.user_agent)
+        kwargs.pop("timeout", None)
+        response = transport.request(self.session, method, url, *args, **kwargs)
+        if "Accept" not in kwargs["headers"]:
+            response.encoding = "utf-8"
         self.last_response = response
         return response
 
@@ -132,6 +158,12 @@ def classify(exc: BaseException, net: _Network | None) -> Exception:
     """Map a failure from the `acme` stack to RetryLater or AcmeFailed."""
     if isinstance(exc, (RetryLater, AcmeFailed)):
         return exc
+    if isinstance(exc, HostNotAllowed):
+        return AcmeFailed(str(exc))
+    if isinstance(exc, TransportError):
+        if exc.detail:
+            log.info("ACME request failed: %s", exc.detail)
+        return RetryLater(transport.UNREACHABLE)
     retry = _retry_after(net) if net is not None else None
     if isinstance(exc, messages.Error):
         status = net.last_response.status_code if net is not None and net.last_response is not None else 0
@@ -147,22 +179,29 @@ def classify(exc: BaseException, net: _Network | None) -> Exception:
         status = net.last_response.status_code if net is not None and net.last_response is not None else 0
         if status == 429:
             return RetryLater("ACME server rate limit (429)", retry)
-        return RetryLater(f"cannot reach the ACME server: {type(exc).__name__}", retry)
+        return RetryLater(transport.UNREACHABLE, retry)
     if isinstance(exc, errors.Error):
         return AcmeFailed(f"ACME client error: {exc}")
+    if isinstance(exc, (jose.DeserializationError, ValueError, KeyError, TypeError, AttributeError)):
+        # A 2xx whose body is not the ACME object asked for (or lacks a header RFC 8555 requires) is no success.
+        log.info("unusable ACME reply: %s", type(exc).__name__)
+        return RetryLater(GARBAGE, retry)
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
 
-def _network(key: PrivateKey, verify: bool | str) -> _Network:
-    net = _Network(key=jwk_of(key), alg=jws_alg(key), verify_ssl=verify,  # type: ignore[arg-type]
-                   user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT)
-    return net
+def _network(key: PrivateKey, reach: Reach) -> _Network:
+    return _Network(key=jwk_of(key), alg=jws_alg(key), verify_ssl=reach.verify,  # type: ignore[arg-type]
+                    user_agent=USER_AGENT, policy=reach.policy)
 
 
-def connect(directory_url: str, key: PrivateKey, account_url: str, verify: bool | str) -> Conn:
-    net = _network(key, verify)
+def connect(directory_url: str, key: PrivateKey, account_url: str, verify: Reach | bool | str) -> Conn:
+    net = _network(key, as_reach(verify))
     try:
-        directory = client.ClientV2.get_directory(directory_url, net)
+        with transport.deadline():
+            directory = client.ClientV2.get_directory(directory_url, net)
+            for name in ("newNonce", "newAccount", "newOrder"):
+                if not isinstance(directory[name], str):
+                    raise TypeError(name)
     except Exception as exc:  # noqa: BLE001 - sorted by classify
         raise classify(exc, net) from None
     acme_client = client.ClientV2(directory, net)
@@ -174,6 +213,12 @@ def connect(directory_url: str, key: PrivateKey, account_url: str, verify: bool 
 def register(directory_url: str, key: PrivateKey, contacts: list[str], eab_kid: str, eab_key: str,
              verify: bool | str) -> str:
     """Create (or find, if this key already has one) the account; returns its URL."""
+    with transport.deadline():
+        return _register(directory_url, key, contacts, eab_kid, eab_key, verify)
+
+
+def _register(directory_url: str, key: PrivateKey, contacts: list[str], eab_kid: str, eab_key: str,
+              verify: Reach | bool | str) -> str:
     conn = connect(directory_url, key, "", verify)
     try:
         eab = None
@@ -186,6 +231,8 @@ def register(directory_url: str, key: PrivateKey, contacts: list[str], eab_kid: 
         reg = messages.NewRegistration.from_data(email=",".join(contacts), terms_of_service_agreed=True,
                                                  external_account_binding=eab)
         regr = conn.client.new_account(reg)
+        if not regr.uri:
+            raise KeyError("Location")
         return regr.uri
     except errors.ConflictError as exc:
         return str(exc.location)
@@ -195,6 +242,11 @@ def register(directory_url: str, key: PrivateKey, contacts: list[str], eab_kid: 
 
 def find_account(directory_url: str, key: PrivateKey, verify: bool | str) -> str | None:
     """The account URL registered to this key, or None (newAccount with onlyReturnExisting)."""
+    with transport.deadline():
+        return _find_account(directory_url, key, verify)
+
+
+def _find_account(directory_url: str, key: PrivateKey, verify: Reach | bool | str) -> str | None:
     conn = connect(directory_url, key, "", verify)
     try:
         resp = conn.post(conn.client.directory["newAccount"],
@@ -220,12 +272,19 @@ def existing_account(directory_url: str, key: PrivateKey, verify: bool | str) ->
 
     None when the CA knows no account for the key.
     """
+    with transport.deadline():
+        return _existing_account(directory_url, key, verify)
+
+
+def _existing_account(directory_url: str, key: PrivateKey, verify: Reach | bool | str) -> ExistingAccount | None:
     url = find_account(directory_url, key, verify)
     if not url:
         return None
     conn = connect(directory_url, key, url, verify)
     try:
         body = conn.post_as_get(url).json()
+        if not isinstance(body, dict):
+            raise TypeError("account")
     except Exception as exc:  # noqa: BLE001
         raise classify(exc, conn.net) from None
     contacts = [str(c).removeprefix("mailto:") for c in body.get("contact") or []]
@@ -233,7 +292,7 @@ def existing_account(directory_url: str, key: PrivateKey, verify: bool | str) ->
 
 
 def _guard(conn: Conn, fn: Any, *args: Any) -> Any:
-    with conn.lock:
+    with conn.lock, transport.deadline():
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001
@@ -288,7 +347,10 @@ def create_order(conn: Conn, identifiers: list[tuple[str, str]], replaces: str =
         idents = [messages.Identifier(typ=messages.IdentifierType(t), value=v) for t, v in identifiers]
         order = _NewOrder(identifiers=idents, replaces=replaces or None)
         resp = conn.post(conn.client.directory["newOrder"], order)
-        return resp.headers["Location"], messages.Order.from_json(resp.json())
+        location = resp.headers["Location"]
+        if not isinstance(location, str) or not location:
+            raise KeyError("Location")
+        return location, messages.Order.from_json(resp.json())
     return _guard(conn, run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from engine.external_ca.accounts import Accounts
+from engine.external_ca.network import Network
 from engine.external_ca.common import SEAL_WRAPPED_PREFIXES, Clock
 from engine.external_ca.orders import Orders
 from engine.external_ca import order_index
@@ -63,7 +64,7 @@ def build_backend(clock: Clock | None = None) -> Backend:
         await rt.close()
 
     backend = Backend(
-        accounts.paths() + roles.paths() + orders.paths(),
+        accounts.paths() + roles.paths() + orders.paths() + Network(rt).paths(),
         help=HELP,
         special_paths=SpecialPaths(seal_wrap_storage=list(SEAL_WRAPPED_PREFIXES)),
         periodic=periodic,
