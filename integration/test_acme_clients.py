@@ -30,15 +30,7 @@ from integration.harness import BaoServer, HarnessError
 
 pytestmark = pytest.mark.acme
 
-# Flip to None as the ACME server on our mount lands (strict: a test that passes on ours while marked fails).
-OURS_PENDING: str | None = "the ACME server on our mount has not landed on main yet (issue 14 items 1-3)"
-# ARI and profiles exist only on ours; these wait for acme-server's renewalInfo and profiles.
-OURS_EXTENSIONS_PENDING: str | None = OURS_PENDING
-
-
-def on_both(pending: str | None = OURS_PENDING) -> pytest.MarkDecorator:
-    ours = pytest.param("ours", marks=pytest.mark.xfail(strict=True, reason=pending)) if pending else "ours"
-    return pytest.mark.parametrize("kind", ["builtin", ours])
+on_both = pytest.mark.parametrize("kind", ["builtin", "ours"])
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +70,7 @@ def _certbot(tmp_path: Path, mount: AcmeMount, chall_dns: ChallDns) -> Certbot:
 
 # -- certbot ------------------------------------------------------------------------------------------------------
 
-@on_both()
+@on_both
 def test_certbot_http01_standalone(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -87,7 +79,7 @@ def test_certbot_http01_standalone(kind, acme, chall_dns, ports, tmp_path):
     verify_issued(mount, certbot.live(name), [name], tmp_path)
 
 
-@on_both()
+@on_both
 def test_certbot_dns01_manual_hook_with_wildcard(kind, acme, chall_dns, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -96,7 +88,7 @@ def test_certbot_dns01_manual_hook_with_wildcard(kind, acme, chall_dns, tmp_path
     verify_issued(mount, certbot.live(name), [name, f"*.{name}"], tmp_path)
 
 
-@on_both()
+@on_both
 def test_certbot_renew(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -109,7 +101,7 @@ def test_certbot_renew(kind, acme, chall_dns, ports, tmp_path):
     assert second.public_key() != first.public_key()   # certbot makes a new key per renewal by default
 
 
-@on_both()
+@on_both
 def test_certbot_revoke_by_account_key_and_by_certificate_key(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -129,7 +121,7 @@ def test_certbot_revoke_by_account_key_and_by_certificate_key(kind, acme, chall_
     assert mount.revoked(k)
 
 
-@on_both()
+@on_both
 def test_certbot_external_account_binding(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind, eab_policy="new-account-required")
     assert mount.directory_json()["meta"]["externalAccountRequired"] is True
@@ -150,7 +142,7 @@ def test_certbot_external_account_binding(kind, acme, chall_dns, ports, tmp_path
 
 # -- lego ---------------------------------------------------------------------------------------------------------
 
-@on_both()
+@on_both
 @pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
 def test_lego_port_challenges(kind, challenge, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
@@ -161,7 +153,7 @@ def test_lego_port_challenges(kind, challenge, acme, chall_dns, ports, tmp_path)
     verify_issued(mount, lego.certificate(name), [name], tmp_path)
 
 
-@on_both()
+@on_both
 def test_lego_dns01_exec_provider_with_wildcard(kind, acme, chall_dns, tmp_path):
     mount = acme(kind)
     lego = Lego(tmp_path, mount.directory, chall_dns)
@@ -172,7 +164,7 @@ def test_lego_dns01_exec_provider_with_wildcard(kind, acme, chall_dns, tmp_path)
 
 # -- Caddy --------------------------------------------------------------------------------------------------------
 
-@on_both()
+@on_both
 @pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
 def test_caddy_automatic_https(kind, challenge, acme, ports, tmp_path):
     mount = acme(kind)
@@ -191,7 +183,7 @@ def test_caddy_automatic_https(kind, challenge, acme, ports, tmp_path):
 
 # -- beyond the built-in: ARI and profiles ------------------------------------------------------------------------
 
-@on_both(OURS_EXTENSIONS_PENDING)
+@on_both
 def test_certbot_asks_renewal_info(kind, acme, chall_dns, ports, tmp_path):
     """certbot 4+ asks renewalInfo (RFC 9773) during `renew` when the directory offers it: ours does with
     `enable_ari`, the built-in has no renewalInfo (certbot then falls back to its own schedule)."""
@@ -223,13 +215,13 @@ def test_certbot_asks_renewal_info(kind, acme, chall_dns, ports, tmp_path):
     assert load_chain(certbot.live(name))[0].serial_number == leaf.serial_number
 
 
-@on_both(OURS_EXTENSIONS_PENDING)
+@on_both
 def test_certbot_preferred_profile(kind, acme, chall_dns, ports, tmp_path, bao):
     """`--preferred-profile` picks a profile the directory lists (ours: profile -> role, here a 2-hour role);
     the built-in lists none, so certbot orders without one and gets the default validity."""
     if kind == "ours":
         mount = acme(kind)
-        mount.write("roles/short", {"allow_any_name": True, "ttl": "2h", "max_ttl": "2h"})
+        mount.write("roles/short", {"allow_any_name": True, "key_type": "any", "ttl": "2h", "max_ttl": "2h"})
         mount.configure_acme(profiles={"shortlived": "short"})
         assert "shortlived" in mount.directory_json()["meta"]["profiles"]
     else:
