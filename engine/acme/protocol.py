@@ -3,10 +3,11 @@ and the raw JSON / problem+json answers with Replay-Nonce, Link and Location hea
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from engine.acme.config import AcmeConfig, acme_disabled, read_config
+from engine.acme.config import CONFIG_KEY, AcmeConfig, acme_disabled, read_config
 from engine.acme.directory import Directory, resolve
 from engine.acme.errors import AcmeProblem, problem
 from engine.acme.jws import ACCOUNT_ALGS, SignedRequest, check_public_key, thumbprint
@@ -17,6 +18,7 @@ from engine.context import PkiContext
 from plugin.framework import FieldData, Request, Response
 
 JSON = "application/json"
+CONFIG_TTL = 5.0   # a safety net only: writes and replicated changes invalidate the copy at once
 PROBLEM = "application/problem+json"
 
 
@@ -27,12 +29,25 @@ class AcmeState:
     nonces: NonceService = field(default_factory=NonceService)
     validator: Validator = field(default_factory=Validator)
     busy_orders: set[str] = field(default_factory=set)
+    config: AcmeConfig | None = None
+    config_read_at: float = 0.0
+
+    async def current_config(self, storage: Any) -> AcmeConfig:
+        """config/acme, read again after a write or invalidation of it, and at least every CONFIG_TTL seconds."""
+        if self.config is None or time.monotonic() - self.config_read_at > CONFIG_TTL:
+            self.config, self.config_read_at = await read_config(storage), time.monotonic()
+        return self.config
+
+    def invalidate(self, key: str) -> None:
+        if key == CONFIG_KEY:
+            self.config = None
 
 
 def acme_state(ctx: PkiContext) -> AcmeState:
     state = ctx.extra.get("acme_state")
     if state is None:
         state = ctx.extra["acme_state"] = AcmeState()
+        ctx.invalidation_hooks.append(state.invalidate)
     return state
 
 
@@ -102,7 +117,7 @@ def unsigned(ctx: PkiContext, handler: Handler, *, with_nonce: bool = False) -> 
     state = acme_state(ctx)
 
     async def run(req: Request, d: FieldData) -> Response:
-        cfg = await read_config(req.storage)
+        cfg = await state.current_config(req.storage)
         if acme_disabled(cfg):
             return not_found()
         directory: Directory | None = None
@@ -124,7 +139,7 @@ def signed(ctx: PkiContext, handler: Handler, *, account_required: bool = True) 
     state = acme_state(ctx)
 
     async def run(req: Request, d: FieldData) -> Response:
-        cfg = await read_config(req.storage)
+        cfg = await state.current_config(req.storage)
         if acme_disabled(cfg):
             return not_found()
         directory: Directory | None = None
