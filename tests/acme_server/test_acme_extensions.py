@@ -135,3 +135,44 @@ def test_renewal_info_and_replaces(responder):  # noqa: F811
         assert renewal.status == 201 and renewal.json()["replaces"] == cert_id(leaf)
         assert (await m.raw(Operation.READ, "acme/renewal-info/AAAA.AAAA")).status == 400
     asyncio.run(go())
+
+
+def test_account_keys_eddsa_and_rsa():
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    async def go():
+        m = AcmeMount()
+        await m.setup()
+        probe = Client(m)
+        # Ed25519 (RFC 8037), signed by hand: josepy has no EdDSA.
+        key = ed25519.Ed25519PrivateKey.generate()
+        x = b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        header = {"alg": "EdDSA", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}, "nonce": await probe.nonce(),
+                  "url": probe.url("new-account")}
+        protected = b64(json.dumps(header).encode())
+        payload = b64(json.dumps({"termsOfServiceAgreed": True}).encode())
+        body = {"protected": protected, "payload": payload,
+                "signature": b64(key.sign(f"{protected}.{payload}".encode()))}
+        made = await m.raw(Operation.UPDATE, "acme/new-account", body)
+        assert made.status == 201, made.body
+        body["signature"] = b64(key.sign(b"something else"))
+        header["nonce"] = await probe.nonce()
+        protected = b64(json.dumps(header).encode())
+        forged = await m.raw(Operation.UPDATE, "acme/new-account",
+                             {"protected": protected, "payload": payload, "signature": body["signature"]})
+        assert forged.status == 400 and forged.json()["type"].endswith(":malformed")
+        # RSA with RS256 through certbot's own JWS code.
+        rsa_client = Client(m, key=josepy.JWKRSA(key=rsa.generate_private_key(65537, 2048)))
+        nonce = await rsa_client.nonce()
+        signed = acme_jws.JWS.sign(json.dumps({"termsOfServiceAgreed": True}).encode(), key=rsa_client.key,
+                                   alg=josepy.RS256, nonce=josepy.b64.b64decode(nonce),
+                                   url=rsa_client.url("new-account"), kid=None)
+        assert (await m.raw(Operation.UPDATE, "acme/new-account", json.loads(signed.json_dumps()))).status == 201
+        # HMAC and "none" are refused for account keys.
+        header = {"alg": "HS256", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}, "nonce": await probe.nonce(),
+                  "url": probe.url("new-account")}
+        hs = await m.raw(Operation.UPDATE, "acme/new-account", {"protected": b64(json.dumps(header).encode()),
+                                                                "payload": payload, "signature": "AA"})
+        assert hs.status == 400 and "unexpected value for 'algo'" in hs.json()["detail"]
+    asyncio.run(go())
