@@ -16,15 +16,19 @@ import warnings
 from urllib.parse import urljoin, urlsplit
 
 import dns.exception
-import dns.resolver
-import requests
-from urllib3.exceptions import InsecureRequestWarning
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from engine.acme.errors import AcmeProblem, problem
 from engine.acme.jws import b64e
 from engine.acme.records import Identifier
+from engine.lazy_import import lazy_module
+
+# requests (with urllib3) and dnspython's resolver cost about a second of a cold plugin start on a loaded machine,
+# paid again by every node on every role change, before a new mount answers; only a validation needs them.
+dns.resolver = lazy_module("dns.resolver")  # type: ignore[attr-defined]
+requests = lazy_module("requests")
+urllib3_exceptions = lazy_module("urllib3.exceptions")
 
 # Test-only overrides (README): the ports challenge validation connects to instead of 80 and 443.
 HTTP_PORT_ENV = "PYTHON_PKI_ACME_HTTP_PORT"
@@ -92,7 +96,7 @@ def _get_any(session: requests.Session, parts, addresses: list[str], url: str) -
         try:
             with warnings.catch_warnings():
                 # Redirect targets' TLS is not verified (as the built-in): no warning per validation in the log.
-                warnings.simplefilter("ignore", InsecureRequestWarning)
+                warnings.simplefilter("ignore", urllib3_exceptions.InsecureRequestWarning)
                 return session.get(parts._replace(netloc=netloc).geturl(), headers={"Host": parts.netloc},
                                    allow_redirects=False, stream=True, verify=False, timeout=HTTP_TIMEOUT)
         except requests.ConnectionError as exc:
