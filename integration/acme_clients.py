@@ -41,7 +41,7 @@ from tests.external_ca.pebble import CHALLTESTSRV, free_port, free_udp_tcp_port
 # Machine-wide: every test (of any session) that binds 127.0.0.1:80/443 takes this lock first.
 PORT_LOCK = Path(tempfile.gettempdir()) / "python-pki-acme-ports.lock"
 HTTP01_PORT, TLSALPN01_PORT = 80, 443
-ACME_RESPONSE_HEADERS = ["Replay-Nonce", "Link", "Location", "Last-Modified"]
+ACME_RESPONSE_HEADERS = ["Replay-Nonce", "Link", "Location", "Retry-After", "Last-Modified"]  # README's tuning
 DNS_HOOK = Path(__file__).with_name("acme_dns_hook.py")
 
 

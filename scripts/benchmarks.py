@@ -232,6 +232,8 @@ def main() -> None:
         pass
     from scripts import bench_link
     extra.update(bench_link.BENCHES)
+    from scripts import bench_acme
+    extra.update(bench_acme.BENCHES)
     benches = {**BENCHES, **extra}
     # `revoke` ends with the 100k-entry CRL build, so `all` does not run `crl100k` a second time.
     chosen = [b for b in benches if b != "crl100k"] if "all" in args.which else args.which
