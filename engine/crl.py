@@ -23,7 +23,7 @@ from engine.revocation_index import Pending, RevocationIndex, gather_limited, in
 from engine.signing import hash_for_key, is_blocking, sign_crl, signature_params
 from engine.storage import Storage, get_json, put_json
 from engine.x509util import aki_from_issuer
-from plugin.framework import UserError
+from plugin.framework import ReadOnlyError, UserError
 from plugin.framework.fields import FieldError, parse_duration
 
 if TYPE_CHECKING:
@@ -425,22 +425,26 @@ async def request_rebuild(storage: Storage, ctx: "PkiContext") -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Reading
 
-async def crl_id_for(storage: Storage, ctx: "PkiContext", issuer: IssuerRecord) -> str | None:
-    """The CRL id of an issuer's class; builds CRLs first when the issuer has none yet (new issuer)."""
+async def crl_id_for(storage: Storage, ctx: "PkiContext", issuer: IssuerRecord, may_build: bool = True) -> str | None:
+    """The CRL id of an issuer's class; builds CRLs first when the issuer has none yet (new issuer). Where no build
+    may happen (a standby) that case is handed to the active (ReadOnlyError) before anything changes here."""
     state = await load_state(storage)
     crl_id = state.issuer_crl.get(issuer.id)
     if crl_id is None or crl_id not in state.last_complete:
         if not issuer.key_id:
             return None
+        if not may_build:
+            raise ReadOnlyError()
         await request_rebuild(storage, ctx)
         state = await load_state(storage)
         crl_id = state.issuer_crl.get(issuer.id)
     return crl_id
 
 
-async def fetch_crl(storage: Storage, ctx: "PkiContext", issuer: IssuerRecord, delta: bool) -> bytes | None:
+async def fetch_crl(storage: Storage, ctx: "PkiContext", issuer: IssuerRecord, delta: bool,
+                    may_build: bool = True) -> bytes | None:
     rt = runtime(ctx)
-    crl_id = await crl_id_for(storage, ctx, issuer)
+    crl_id = await crl_id_for(storage, ctx, issuer, may_build)
     if crl_id is None:
         return None
     name = delta_name(crl_id) if delta else crl_id

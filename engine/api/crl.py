@@ -22,6 +22,7 @@ from plugin.framework import (
     Path,
     Request,
     Response,
+    is_performance_standby,
     name_regex,
     raw_response,
 )
@@ -89,7 +90,8 @@ def paths(ctx: "PkiContext") -> list[Path]:
     async def fetch(req: Request, issuer: IssuerRecord | None, delta: bool) -> bytes | None:
         if issuer is None:
             return None
-        return await crlmod.fetch_crl(req.storage, ctx, issuer, delta)
+        return await crlmod.fetch_crl(req.storage, ctx, issuer, delta,
+                                      may_build=not await is_performance_standby(req.system))
 
     async def legacy_crl(req: Request, d: FieldData) -> Response | None:
         path = req.path

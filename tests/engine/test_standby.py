@@ -463,3 +463,17 @@ def test_managed_key_invalidation_drops_loaded_signers() -> None:
         pair.standby.backend.invalidate("managed-keys/hsm")
         assert not ctx.signers
     run(go())
+
+
+def test_a_crl_the_standby_would_have_to_build_is_built_by_the_active() -> None:
+    async def go() -> None:
+        pair = Pair()
+        await pair.setup_ca()
+        await pair.store.delete(crlmod.STATE_KEY)     # as if the issuer's CRL had never been built
+        pair.replicate()
+        rt = crlmod.runtime(pair.standby.backend.pki_context)  # type: ignore[attr-defined]
+        before = (rt.requested, rt.built, rt.index)
+        assert forwarded(await pair.standby.call(Operation.READ, "crl"))
+        assert (rt.requested, rt.built, rt.index) == before and pair.view.writes_refused == []
+        assert (await pair.active.call(Operation.READ, "crl")).status == 200
+    run(go())
