@@ -45,6 +45,10 @@ def test_session_through_a_standby_survives_step_down(cluster: Cluster, pebble_c
     figures = {}
     for kind, mount in (("ours", pair.ours), ("ref", pair.ref)):
         root_pem = _setup(cluster, mount, standby.addr, pebble_ca.dns_port)
+        # Without forwarding a standby redirects every ACME request (it would have forwarded it).
+        for method, sub in (("GET", "acme/directory"), ("HEAD", "acme/new-nonce"), ("POST", "acme/new-account")):
+            assert standby.request(method, f"{mount}/{sub}", json={} if method == "POST" else None,
+                                   forward=False).status_code == 307, (kind, sub)
         client = acme_client_for(f"{standby.addr}/v1/{mount}/acme/directory")
         client.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
         name = f"{kind}.ha.example.com"

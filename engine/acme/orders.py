@@ -159,6 +159,9 @@ async def new_order(call: Call) -> Answer:
 
 
 async def list_orders(call: Call) -> Answer:
+    named = call.req.match.get("kid")
+    if named and named != call.kid:
+        raise problem("unauthorized", prefix="the account URL is not the signer's account")
     urls = []
     for oid in await call.store.order_ids(call.kid):
         order = await call.store.order(call.kid, oid)
