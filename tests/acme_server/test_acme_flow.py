@@ -116,7 +116,7 @@ def test_whole_order_with_http01(responder):
         der = base64.urlsafe_b64encode(certs[0].public_bytes(Encoding.DER)).decode().rstrip("=")
         other = Client(m)
         refused = await other.post("revoke-cert", {"certificate": der}, use_jwk=True)
-        assert refused.status == 401 and refused.json()["type"].endswith(":unauthorized")
+        assert refused.status == 400 and "proof of possession" in refused.json()["detail"]
         revoked = await c.post("revoke-cert", {"certificate": der})
         assert revoked.status == 200, revoked.body
         again = await c.post("revoke-cert", {"certificate": der})
