@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from engine import certstore, input_limits, metadata
+from engine.csr_checks import check_csr
+from engine.uri_names import normalize_uri, refuse_control_chars
 from engine.context import PkiContext
 from engine.issuers import ISSUING, IssuerRecord, require_usage
 from engine.leaf import LeafProfile, build_leaf, leaf_hash
@@ -77,6 +79,9 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
     input_limits.check_text_size(text, "the CSR")
     try:
         csr = x509.load_pem_x509_csr(text.strip().encode())
+    except x509.InvalidVersion as exc:
+        raise UserError(f"certificate request could not be parsed: unsupported version {exc.parsed_version}"
+                        ) from None
     except ValueError as exc:
         raise UserError(f"certificate request could not be parsed: {_reason(exc)}") from None
     input_limits.check_extension_count(csr_extensions(csr), "the CSR")
@@ -91,6 +96,7 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
         valid = False
     if not valid:
         raise UserError("request signature invalid")
+    check_csr(csr)
     return csr
 
 
@@ -221,10 +227,12 @@ def collect_names(role: Role, d: FieldData, csr: x509.CertificateSigningRequest 
     bad = rules.first_bad_name(emails)
     if bad is not None:
         raise UserError(f"email address {bad} not allowed by this role")
+    refuse_control_chars(emails, "email address")
     names.dns = dedup(dns)
     names.emails = dedup(emails)
 
     others = list(d.get("other_sans"))
+    refuse_control_chars(others, "other SAN")
     if sans is not None:
         for on in sans.get_values_for_type(x509.OtherName):
             others.append(f"{on.type_id.dotted_string};UTF8:{_utf8_other_name(on.value)}")
@@ -270,6 +278,7 @@ def collect_names(role: Role, d: FieldData, csr: x509.CertificateSigningRequest 
         source = "CSR"
     else:
         uris = list(d.get("uri_sans"))
+        normalized = [normalize_uri(u) for u in uris]
         source = "the API"
     if uris:
         if not role.allowed_uri_sans:
@@ -279,7 +288,7 @@ def collect_names(role: Role, d: FieldData, csr: x509.CertificateSigningRequest 
             if not rules.uri_allowed(uri):
                 raise UserError(f"URI Subject Alternative Names were provided via {source} which are not valid for "
                                 "this role")
-    names.uris = uris
+    names.uris = normalized if source == "the API" else uris
 
     if take_user_ids:
         user_ids = list(d.get("user_ids"))

@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from engine.cache import RecordCache
 from engine.keys import KeyStore
 from engine.signing import SigningKey, load_signing_key
-from engine.storage import Storage, get_json, put_json
+from engine.storage import storage_id_shaped, Storage, get_json, put_json
 from engine.urls import AiaUrls, read_cluster, read_global, render
 from engine.x509util import cert_serial_colon, same_public_key, with_newline
 from plugin.framework import UserError
@@ -204,7 +204,7 @@ class IssuerStore:
             return await self.get(default) if default else None
         if not ref:
             return None
-        rec = await self.get(ref)
+        rec = await self.get(ref) if storage_id_shaped(ref) else None
         if rec is not None:
             return rec
         for candidate in await self.all():

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
 from engine.cache import RecordCache
-from engine.storage import Storage, get_json, put_json
+from engine.storage import storage_id_shaped, Storage, get_json, put_json
 from engine.x509util import key_bits_of, key_type_name, private_key_to_pem, public_key_der
 from plugin.framework import UserError
 
@@ -115,7 +115,7 @@ class KeyStore:
         if ref == "default" or ref == "":
             default = await self.default_id()
             return await self.get(default) if default else None
-        rec = await self.get(ref)
+        rec = await self.get(ref) if storage_id_shaped(ref) else None
         if rec is not None:
             return rec
         for candidate in await self.all():

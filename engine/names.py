@@ -34,6 +34,8 @@ def to_ascii(name: str) -> str:
             raise idna_error(name)
         if label.isascii():
             if label.lower().startswith("xn--"):
+                if len(label) == 4:
+                    raise idna_error("")       # "xn--" alone: an A-label of nothing
                 try:
                     label[4:].encode("ascii").decode("punycode")
                 except (UnicodeError, ValueError):

@@ -6,6 +6,8 @@ of a prefix ending in "/", with sub-folders suffixed by "/".
 """
 from __future__ import annotations
 
+import re
+
 import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
@@ -113,3 +115,12 @@ async def walk(storage: Storage, prefix: str) -> AsyncIterator[str]:
                 yield key
         else:
             yield prefix + child
+
+
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def storage_id_shaped(ref: str) -> bool:
+    """Whether a user-given reference may be looked up as a record id: ids are UUIDs, and anything with a
+    slash, dots or other characters would name another storage key, or one the server refuses."""
+    return _ID_SHAPE.fullmatch(ref) is not None

@@ -190,6 +190,9 @@ SUBJECT_LIST_FIELDS: tuple[tuple[str, x509.ObjectIdentifier], ...] = (
 )
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def build_subject(common_name: str = "", *, country: Sequence[str] = (), organization: Sequence[str] = (),
                   ou: Sequence[str] = (), locality: Sequence[str] = (), province: Sequence[str] = (),
                   street_address: Sequence[str] = (), postal_code: Sequence[str] = (), serial_number: str = "",
@@ -203,18 +206,25 @@ def build_subject(common_name: str = "", *, country: Sequence[str] = (), organiz
     rdns: list[x509.RelativeDistinguishedName] = []
     values = {"country": country, "organization": organization, "ou": ou, "locality": locality,
               "province": province, "street_address": street_address, "postal_code": postal_code}
+    entries: list[tuple[x509.ObjectIdentifier, str]] = []
     for name, oid in SUBJECT_LIST_FIELDS:
-        for v in values[name]:
-            if v:
-                rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(oid, v)]))
+        entries += [(oid, v) for v in values[name] if v]
+        if name == "country":
+            for v in values[name]:
+                if v and len(v) != 2:
+                    # X.520 countryName is two letters (ISO 3166); the built-in writes any length.
+                    raise UserError(f'invalid subject: country "{v}" is not a two-letter ISO 3166 code')
     if common_name:
-        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        entries.append((NameOID.COMMON_NAME, common_name))
     if serial_number:
-        rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_number)]))
-    for uid in user_ids:
-        if uid:
-            rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.USER_ID, uid)]))
+        entries.append((NameOID.SERIAL_NUMBER, serial_number))
+    entries += [(NameOID.USER_ID, uid) for uid in user_ids if uid]
+    for _, value in entries:
+        if _CONTROL_CHARS.search(value):
+            raise UserError("invalid subject: a value contains control characters")
     try:
+        for oid, value in entries:
+            rdns.append(x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)]))
         return x509.Name(rdns)
     except ValueError as exc:
         raise UserError(f"invalid subject: {exc}") from None
@@ -542,6 +552,9 @@ def csr_extensions(csr: x509.CertificateSigningRequest) -> x509.Extensions:
     """The CSR's extensions; an extension list the library refuses (a duplicate, a malformed value) is a 400."""
     try:
         return csr.extensions
+    except x509.UnsupportedGeneralNameType:
+        raise UserError("certificate request could not be parsed: a SAN holds an x400Address or ediPartyName, "
+                        "which this plugin does not accept") from None
     except x509.DuplicateExtension as exc:
         raise UserError(f"certificate request could not be parsed: it contains the extension {exc.oid.dotted_string} "
                         "more than once") from None
@@ -558,6 +571,11 @@ def certificate_builder(subject: x509.Name, issuer: x509.Name, public_key: Any, 
     `CertificateBuilder.add_extension` copies the list and re-checks it for duplicates on every call, which is
     quadratic in the number of extensions; a CSR's extensions copied one by one made that a denial of service.
     """
+    for when in (not_before, not_after):
+        if when.year < 1950:
+            # pyca/cryptography cannot write a date before 1950 (it panics); Go would use a GeneralizedTime.
+            raise UserError(f"the certificate's validity would start or end in {when.year}, before 1950, which "
+                            "this plugin cannot encode")
     seen: set[x509.ObjectIdentifier] = set()
     exts: list[x509.Extension[x509.ExtensionType]] = []
     for value, critical in extensions:

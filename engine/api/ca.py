@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from engine import ca_ops, input_limits
+from engine.csr_checks import check_csr
+from engine.uri_names import normalize_uri, refuse_control_chars
 from engine.api.ca_fields import intermediate_fields, root_fields, sign_intermediate_fields
 from engine.ca_build import CaProfile, build_csr, build_root, resign_self_issued, sign_intermediate
 from engine.certstore import store_certificate
@@ -92,7 +94,10 @@ def subject_and_sans(d: FieldData, cn_override: str | None = None) -> CaProfile:
     for uri in uris:
         if ":" not in uri:
             raise UserError(f'the provided URI Subject Alternative Name "{uri}" is not a valid URI')
+    uris = [normalize_uri(uri) for uri in uris]
     other = list(d.get("other_sans"))
+    refuse_control_chars(emails, "email address")
+    refuse_control_chars(other, "other SAN")
     for entry in other:
         try:
             parse_other_san(entry)
@@ -571,6 +576,9 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(blocks[0].replace(b"NEW CERTIFICATE REQUEST", b"CERTIFICATE REQUEST"))
         csr.public_key()
+    except x509.InvalidVersion as exc:
+        raise UserError(f"certificate request could not be parsed: unsupported version {exc.parsed_version}"
+                        ) from None
     except (ValueError, TypeError) as exc:
         raise UserError(f"certificate request could not be parsed: {exc}") from None
     except Exception:  # noqa: BLE001 - unsupported SPKI algorithms (e.g. RSASSA-PSS) raise library-specific errors
@@ -589,6 +597,7 @@ def parse_csr(text: str) -> x509.CertificateSigningRequest:
         raise UserError(f"Unknown key type in CSR: {type(pub).__name__}")
     if kind == "rsa" and key_bits_of(pub) < 2048:  # type: ignore[arg-type]
         raise UserError("RSA keys < 2048 bits are unsafe and not supported")
+    check_csr(csr)
     return csr
 
 

@@ -51,7 +51,7 @@ CURVES: dict[str, int] = {"p256": 256, "p-256": 256, "secp256r1": 256, "prime256
 CURVE_NAMES = {256: "P256", 384: "P384", 521: "P521"}
 RSA_BITS = (2048, 3072, 4096)
 DEFAULT_MAX_PARALLEL = 4
-_NAME_RE = re.compile(r"^\w(([\w.-]+)?\w)?$")
+_NAME_RE = re.compile(r"^\w(([\w.-]+)?\w)?\Z", re.ASCII)
 
 
 @dataclass

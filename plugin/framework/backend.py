@@ -104,7 +104,7 @@ class Backend:
         if hit is not None:
             return hit[0], dict(hit[1])
         for candidate in self.paths:
-            m = candidate.regex.match(path)
+            m = candidate.regex.fullmatch(path)
             if m:
                 if len(self._routes) >= ROUTE_CACHE_SIZE:
                     self._routes.clear()

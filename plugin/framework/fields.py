@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from plugin.framework import goparse
 
-NAME_RE = re.compile(r"^\w(([\w.-]+)?\w)?$")
+NAME_RE = re.compile(r"^\w(([\w.-]+)?\w)?\Z", re.ASCII)   # ASCII, as Go's \w
 
 
 class FieldType(enum.Enum):

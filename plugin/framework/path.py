@@ -60,7 +60,9 @@ class Path:
             pattern = "^" + pattern
         if not pattern.endswith("$"):
             pattern = pattern + "$"
-        self.regex = re.compile(pattern)
+        # As Go's regexp: \w, \d and \s are ASCII only (the router uses fullmatch, so $ cannot match before
+        # a final newline as Python's does).
+        self.regex = re.compile(pattern, re.ASCII)
 
     def handler_for(self, op: Operation) -> Handler | None:
         spec = self.operations.get(op)
