@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from engine import cel_eval, cel_template, certstore
+from engine.api.openapi_hints import label, pki
 from engine.cel_eval import CelError, Message, Program
 from engine.issuance import SECRET_TYPE, parse_csr, render, resolve_issuer
 from engine.leaf import LeafProfile, build_leaf, leaf_hash
@@ -244,32 +245,41 @@ def paths(ctx: "PkiContext") -> list[Path]:
         "role": Field(FieldType.STRING, "The CEL role to evaluate."),
         "not_before": Field(FieldType.STRING, "Requested NotBefore (the program decides)."),
         "not_after": Field(FieldType.STRING, "Requested NotAfter (the program decides); not with ttl."),
-        "ttl": Field(FieldType.DURATION, "Requested lifetime (the program decides); not with not_after."),
+        "ttl": Field(FieldType.DURATION, "Requested lifetime (the program decides); not with not_after.",
+                     display=label("TTL")),
         "remove_roots_from_chain": Field(FieldType.BOOL, "Leave self-signed certificates out of ca_chain.",
                                          default=False),
-        "signature_bits": Field(FieldType.INT, "Requested signature hash size (the program decides).", default=0),
+        "signature_bits": Field(FieldType.INT, "Requested signature hash size (the program decides).", default=0,
+                                display=label(value=0)),
         "use_pss": Field(FieldType.BOOL, "Requested RSA-PSS signatures (the program decides).", default=False),
         "not_before_duration": Field(FieldType.INT64, "Backdating of NotBefore, in seconds, when the template sets "
-                                                      "none.", default=30),
+                                                      "none.", default=30,
+                                       # sic: the built-in's form pre-fills this field with its label
+                                       display=label(value="Not Before Duration")),
     }
     issue_fields = {
         **common,
-        "key_bits": Field(FieldType.INT, "Requested key size (the program decides).", default=0),
+        "key_bits": Field(FieldType.INT, "Requested key size (the program decides).", default=0,
+                          display=label(value=0)),
         "key_type": Field(FieldType.STRING, "Requested key type (the program decides).", default="",
-                          allowed_values=("", "rsa", "ec", "ed25519")),
+                          allowed_values=("", "rsa", "ec", "ed25519", "mldsa"), display=label(value="")),
     }
     sign_fields = {**common, "csr": Field(FieldType.STRING, "PEM CSR to sign.", default="")}
     role = name_regex("role")
     return [
-        Path("cel/roles/?$", paging, {Operation.LIST: list_roles}, synopsis="List the CEL roles."),
+        Path("cel/roles/?$", paging, {Operation.LIST: list_roles}, synopsis="List the CEL roles.",
+             display=pki("list", "cel-roles")),
         Path(f"cel/roles/{name_regex('name')}", role_fields,
              {Operation.READ: read_role, Operation.UPDATE: write_role, Operation.PATCH: patch_role,
               Operation.DELETE: delete_role},
+             display=pki(suffix="cel-role"),
              synopsis="Read, write, patch or delete a CEL role.",
              description="A CEL role's program decides each cel/issue and cel/sign request: it answers a "
                          "ValidationOutput holding the certificate template, or a string or bool to refuse."),
         Path(f"cel/issue/{role}", issue_fields, {Operation.UPDATE: issue}, takes_raw_body=True,
+             display=pki("issue", "with-cel-role"),
              synopsis="Issue a certificate and key as a CEL role's program decides."),
         Path(f"cel/sign/{role}", sign_fields, {Operation.UPDATE: sign}, takes_raw_body=True,
+             display=pki("sign", "with-cel-role"),
              synopsis="Sign a CSR as a CEL role's program decides."),
     ]
