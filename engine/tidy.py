@@ -200,6 +200,7 @@ class TidyRunner:
         st = self.status
         try:
             await _mark_schedule(storage)
+            await self.uuid_for(storage)   # so standbys can answer tidy-status without a write of their own
             await self.save_status(storage)
             await Tidy(storage, ctx, params, st, lambda: self.cancel_requested,
                        lambda: self.save_status(storage, progress=True)).run()
