@@ -121,6 +121,7 @@ def test_every_endpoint_and_error_case(acme_pair, pebble_ca):
     chal = {k: authz[k]["challenges"][0]["url"] for k in m}
     step("challenge get", lambda k: clients[k].post(chal[k]))
     step("challenge bad body", lambda k: clients[k].post(chal[k], {"x": 1}))
+    step("challenge accept", lambda k: clients[k].post(chal[k], {}))
     step("challenge unknown type", lambda k: clients[k].post(chal[k].rsplit("/", 1)[0] + "/nope-01"))
     step("authz bad status", lambda k: clients[k].post(order[k]["authorizations"][1], {"status": "valid"}))
     step("authz deactivate", lambda k: clients[k].post(order[k]["authorizations"][1], {"status": "deactivated"}))
@@ -157,6 +158,16 @@ def test_disabled_and_eab_policies(acme_pair, pebble_ca):
     compare(ours.http.get(m["ours"].directory()), ref.http.get(m["ref"].directory()), m, "eab directory")
     assert ours.http.get(m["ours"].directory()).json()["meta"]["externalAccountRequired"] is True
     compare(ours.register(), ref.register(), m, "eab required")
+    eab = {k: m[k].write("acme/new-eab") for k in m}
+    clients = {"ours": ours, "ref": ref}
+    compare(*(clients[k].register(externalAccountBinding=_binding(clients[k], eab[k], clients[k].url("new-account")))
+              for k in ("ours", "ref")), m, "eab bound")
+    again = {k: RawAcme(m[k]) for k in m}
+    compare(*(again[k].register(externalAccountBinding=_binding(again[k], eab[k], again[k].url("new-account")))
+              for k in ("ours", "ref")), m, "eab reused")
+    wrong = {k: RawAcme(m[k]) for k in m}
+    compare(*(wrong[k].register(externalAccountBinding=_binding(wrong[k], eab[k], wrong[k].url("new-order")))
+              for k in ("ours", "ref")), m, "eab wrong url")
     for k in m:
         m[k].write("config/acme", enabled=False)
     compare(ours.http.get(m["ours"].directory()), ref.http.get(m["ref"].directory()), m, "disabled directory")
@@ -224,3 +235,18 @@ def test_finalize_and_cert_shapes(acme_pair, pebble_ca):
             c["ref"].post("revoke-cert", {"certificate": der["ref"]}), m, "revoke")
     compare(c["ours"].post("revoke-cert", {"certificate": der["ours"]}),
             c["ref"].post("revoke-cert", {"certificate": der["ref"]}), m, "revoke again")
+
+
+def _binding(c: RawAcme, eab: dict, url: str) -> dict:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    protected = b64(json.dumps({"alg": "HS256", "kid": eab["id"], "url": url}).encode())
+    payload = b64(json.dumps(c.key.public_key().to_partial_json()).encode())
+    key = base64.urlsafe_b64decode(eab["key"] + "==")
+    return {"protected": protected, "payload": payload,
+            "signature": b64(hmac.new(key, f"{protected}.{payload}".encode(), hashlib.sha256).digest())}

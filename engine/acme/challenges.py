@@ -28,7 +28,9 @@ from engine.lazy_import import lazy_module
 # paid again by every node on every role change, before a new mount answers; only a validation needs them.
 dns.resolver = lazy_module("dns.resolver")  # type: ignore[attr-defined]
 requests = lazy_module("requests")
-urllib3_exceptions = lazy_module("urllib3.exceptions")
+# Not urllib3.exceptions on its own: a lazily registered submodule ahead of its package gives urllib3 two copies of
+# its exception classes, and requests then misses the MaxRetryError it translates (validation crashed on a refused
+# connection). urllib3 is reached through requests, once requests is loaded.
 
 # Test-only overrides (README): the ports challenge validation connects to instead of 80 and 443.
 HTTP_PORT_ENV = "PYTHON_PKI_ACME_HTTP_PORT"
@@ -96,12 +98,12 @@ def _get_any(session: requests.Session, parts, addresses: list[str], url: str) -
         try:
             with warnings.catch_warnings():
                 # Redirect targets' TLS is not verified (as the built-in): no warning per validation in the log.
-                warnings.simplefilter("ignore", urllib3_exceptions.InsecureRequestWarning)
+                warnings.simplefilter("ignore", requests.packages.urllib3.exceptions.InsecureRequestWarning)
                 return session.get(parts._replace(netloc=netloc).geturl(), headers={"Host": parts.netloc},
                                    allow_redirects=False, stream=True, verify=False, timeout=HTTP_TIMEOUT)
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, ConnectionError) as exc:
             failure = exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, OSError) as exc:
             raise problem("connection", prefix=f"http-01 request to {url} failed: {exc}") from None
     raise problem("connection", prefix=f"http-01 request to {url} failed: {failure}")
 

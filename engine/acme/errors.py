@@ -65,8 +65,8 @@ class AcmeProblem(Exception):
         return json.dumps(self.document()).encode()
 
     def stored(self) -> dict[str, Any]:
-        """The form kept in a challenge or order's `error` field."""
-        return self.document() | {"status": self.status}
+        """The form shown in a challenge's `error` (the built-in's: with the status and a subproblems list)."""
+        return self.document() | {"status": self.status, "subproblems": [p.document() for p in self.subproblems]}
 
 
 def problem(name: str, *, prefix: str = "", suffix: str = "") -> AcmeProblem:

@@ -65,7 +65,7 @@ def challenge_body(call: Call, authz_id: str, c: Challenge) -> dict[str, Any]:
     if c.validated:
         body["validated"] = c.validated
     if c.error:
-        body["error"] = {k: v for k, v in c.error.items() if k != "status" and v not in (None, [])}
+        body["error"] = {k: v for k, v in c.error.items() if v is not None}
     body["token"] = c.token
     return body
 

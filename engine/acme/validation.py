@@ -35,6 +35,7 @@ class Validator:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._running: set[str] = set()
+        self._not_before: dict[str, float] = {}   # entries whose last run failed outright wait this long
         self._slots = asyncio.Semaphore(WORKERS)
         self.stopped_readonly = False
 
@@ -91,6 +92,10 @@ class Validator:
             key = VALIDATIONS + name
             if key in self._running:
                 continue
+            held = self._not_before.get(key, 0.0) - asyncio.get_running_loop().time()
+            if held > 0:
+                soonest = held if soonest is None else min(soonest, held)
+                continue
             rec = await store.validation(key)
             if rec is None:
                 continue
@@ -106,8 +111,9 @@ class Validator:
         try:
             async with self._slots:
                 await validate_once(storage, key, rec, self._check)
-        except Exception as exc:  # noqa: BLE001 - logged; the entry stays queued for the next pass
+        except Exception as exc:  # noqa: BLE001 - logged; the entry stays queued, tried again after a back-off
             log.warning("ACME validation %s failed to run: %s", key, exc)
+            self._not_before[key] = asyncio.get_running_loop().time() + BACKOFF
         finally:
             self._running.discard(key)
             self._wake.set()
@@ -139,6 +145,8 @@ async def validate_once(storage: Storage, key: str, rec: Validation, check: Chec
         failure = exc
     except asyncio.TimeoutError:
         failure = AcmeProblem("connection", prefix="validation timed out")
+    except Exception as exc:  # noqa: BLE001 - a failure of the check itself counts as a failed attempt
+        failure = AcmeProblem("connection", prefix=f"validation failed: {exc}")
     stamp = now()
     if failure is None:
         target.status, target.validated, target.error = "valid", rfc3339(stamp), None
@@ -147,6 +155,10 @@ async def validate_once(storage: Storage, key: str, rec: Validation, check: Chec
         rec.attempts += 1
         if rec.attempts < MAX_ATTEMPTS:
             rec.next_at = rfc3339(stamp + dt.timedelta(seconds=BACKOFF * rec.attempts))
+            # The last attempt's error shows on the still-processing challenge, as the built-in shows it.
+            target.error = failure.stored()
+            authz.challenges = [vars(c) for c in chals]
+            await store.put_authz(authz)
             await store.put_validation(key, rec)
             return
         target.status, target.error = "invalid", failure.stored()
