@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,11 @@ class ChallDns:
     @property
     def resolver(self) -> str:
         return f"127.0.0.1:{self.dns_port}"
+
+    def add_txt(self, host: str, value: str) -> None:
+        body = json.dumps({"host": host if host.endswith(".") else host + ".", "value": value}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{self.management_url}/set-txt", data=body, method="POST"),
+                               timeout=10).read()
 
     def hook_env(self) -> dict[str, str]:
         """What the dns-01 hook (acme_dns_hook.py) needs to find this server."""

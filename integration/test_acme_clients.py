@@ -8,11 +8,17 @@ tls-alpn-01 hold the machine-wide port lock (`ports` fixture) and run one at a t
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Callable, Iterator
 
+import josepy
 import pytest
 import requests
+from acme import challenges, client as acme_client, errors as acme_errors, jws as acme_jws, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from integration.acme_clients import (
     AcmeMount,
     Caddy,
@@ -31,6 +37,9 @@ from integration.harness import BaoServer, HarnessError
 pytestmark = pytest.mark.acme
 
 on_both = pytest.mark.parametrize("kind", ["builtin", "ours"])
+# Tests that bind 127.0.0.1:80/443 go to one xdist worker (scripts/test runs --dist loadgroup), so the other worker
+# keeps running other tests instead of waiting on the port lock; the lock still guards against other test runs.
+binds_ports = pytest.mark.xdist_group("acme-ports")
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +80,7 @@ def _certbot(tmp_path: Path, mount: AcmeMount, chall_dns: ChallDns) -> Certbot:
 # -- certbot ------------------------------------------------------------------------------------------------------
 
 @on_both
+@binds_ports
 def test_certbot_http01_standalone(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -89,6 +99,7 @@ def test_certbot_dns01_manual_hook_with_wildcard(kind, acme, chall_dns, tmp_path
 
 
 @on_both
+@binds_ports
 def test_certbot_renew(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -102,6 +113,7 @@ def test_certbot_renew(kind, acme, chall_dns, ports, tmp_path):
 
 
 @on_both
+@binds_ports
 def test_certbot_revoke_by_account_key_and_by_certificate_key(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
@@ -122,6 +134,7 @@ def test_certbot_revoke_by_account_key_and_by_certificate_key(kind, acme, chall_
 
 
 @on_both
+@binds_ports
 def test_certbot_external_account_binding(kind, acme, chall_dns, ports, tmp_path):
     mount = acme(kind, eab_policy="new-account-required")
     assert mount.directory_json()["meta"]["externalAccountRequired"] is True
@@ -144,6 +157,7 @@ def test_certbot_external_account_binding(kind, acme, chall_dns, ports, tmp_path
 
 @on_both
 @pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+@binds_ports
 def test_lego_port_challenges(kind, challenge, acme, chall_dns, ports, tmp_path):
     mount = acme(kind)
     lego = Lego(tmp_path, mount.directory, chall_dns)
@@ -166,6 +180,7 @@ def test_lego_dns01_exec_provider_with_wildcard(kind, acme, chall_dns, tmp_path)
 
 @on_both
 @pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+@binds_ports
 def test_caddy_automatic_https(kind, challenge, acme, ports, tmp_path):
     mount = acme(kind)
     caddy = Caddy(tmp_path, mount.directory, mount.root_pem)
@@ -184,6 +199,7 @@ def test_caddy_automatic_https(kind, challenge, acme, ports, tmp_path):
 # -- beyond the built-in: ARI and profiles ------------------------------------------------------------------------
 
 @on_both
+@binds_ports
 def test_certbot_asks_renewal_info(kind, acme, chall_dns, ports, tmp_path):
     """certbot 4+ asks renewalInfo (RFC 9773) during `renew` when the directory offers it: ours does with
     `enable_ari`, the built-in has no renewalInfo (certbot then falls back to its own schedule)."""
@@ -216,6 +232,7 @@ def test_certbot_asks_renewal_info(kind, acme, chall_dns, ports, tmp_path):
 
 
 @on_both
+@binds_ports
 def test_certbot_preferred_profile(kind, acme, chall_dns, ports, tmp_path, bao):
     """`--preferred-profile` picks a profile the directory lists (ours: profile -> role, here a 2-hour role);
     the built-in lists none, so certbot orders without one and gets the default validity."""
@@ -236,3 +253,104 @@ def test_certbot_preferred_profile(kind, acme, chall_dns, ports, tmp_path, bao):
         assert lifetime <= dt.timedelta(hours=2, minutes=1), lifetime
     else:
         assert lifetime > dt.timedelta(days=1), lifetime
+
+
+# -- certbot's `acme` package: key change, deactivation, error cases ----------------------------------------------
+
+def _acme_client(mount: AcmeMount, key: josepy.JWK | None = None) -> acme_client.ClientV2:
+    key = key or josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    net = acme_client.ClientNetwork(key, alg=josepy.ES256, user_agent="python-pki-tests")
+    return acme_client.ClientV2(messages.Directory.from_json(net.get(mount.directory).json()), net=net)
+
+
+def _register(client: acme_client.ClientV2) -> messages.RegistrationResource:
+    return client.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+
+
+def _csr(names: list[str], ca: bool = False) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False))
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _problem(excinfo: pytest.ExceptionInfo) -> str:
+    err = excinfo.value
+    return getattr(err, "typ", "") or str(err)
+
+
+def _ready_order(client: acme_client.ClientV2, chall_dns: ChallDns, names: list[str]) -> messages.OrderResource:
+    """An order for `names` with every authorization validated through dns-01 (no ports needed)."""
+    order = client.new_order(_csr(names))
+    for authz in order.authorizations:
+        chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.DNS01))
+        chall_dns.add_txt(chall.chall.validation_domain_name(authz.body.identifier.value),
+                          chall.chall.validation(client.net.key))
+        client.answer_challenge(chall, chall.chall.response(client.net.key))
+    return client.poll_authorizations(order, dt.datetime.now() + dt.timedelta(seconds=90))
+
+
+@on_both
+def test_acme_package_account_and_authorization_deactivation(kind, acme, tmp_path):
+    mount = acme(kind)
+    client = _acme_client(mount)
+    regr = _register(client)
+    order = client.new_order(_csr([fresh_name("deact")]))
+    authz = client.deactivate_authorization(order.authorizations[0])
+    assert authz.body.status == messages.STATUS_DEACTIVATED
+    regr = client.deactivate_registration(regr)
+    assert regr.body.status == "deactivated"
+    with pytest.raises(messages.Error) as refused:
+        client.new_order(_csr([fresh_name("deact-after")]))
+    assert _problem(refused) == "urn:ietf:params:acme:error:unauthorized"
+
+
+@on_both
+def test_acme_package_key_change(kind, acme, tmp_path):
+    """RFC 8555 7.3.5 key rollover, the inner JWS built with the package's own JWS class. The built-in lists
+    keyChange in its directory but has no handler; ours moves the account to the new key."""
+    mount = acme(kind)
+    client = _acme_client(mount)
+    regr = _register(client)
+    url = client.directory["keyChange"]
+    assert url.startswith(mount.base)
+    new_key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+    inner = acme_jws.JWS.sign(
+        json.dumps({"account": regr.uri, "oldKey": client.net.key.public_key().to_partial_json()}).encode(),
+        key=new_key, alg=josepy.ES256, nonce=None, url=url)
+    if kind == "builtin":
+        with pytest.raises(messages.Error):
+            client.net.post(url, inner, new_nonce_url=client.directory["newNonce"])
+        return
+    client.net.post(url, inner, new_nonce_url=client.directory["newNonce"])
+    # The account is found by the new key only.
+    # (the package reports an existing account, a 200 with its Location, as ConflictError)
+    with pytest.raises(acme_errors.ConflictError) as found:
+        _acme_client(mount, new_key).new_account(messages.NewRegistration.from_data(only_return_existing=True))
+    assert found.value.location == regr.uri
+    with pytest.raises(messages.Error) as gone:
+        _acme_client(mount, client.net.key).new_account(
+            messages.NewRegistration.from_data(only_return_existing=True))
+    assert _problem(gone) == "urn:ietf:params:acme:error:accountDoesNotExist"
+
+
+@on_both
+def test_acme_package_error_cases(kind, acme, chall_dns, tmp_path):
+    mount = acme(kind)
+    with pytest.raises(messages.Error) as unknown:
+        _acme_client(mount).new_account(messages.NewRegistration.from_data(only_return_existing=True))
+    assert _problem(unknown) == "urn:ietf:params:acme:error:accountDoesNotExist"
+    client = _acme_client(mount)
+    _register(client)
+    name = fresh_name("errors")
+    order = _ready_order(client, chall_dns, [name])
+    for bad in (_csr([name, fresh_name("other")]), _csr([name], ca=True)):
+        with pytest.raises(messages.Error) as refused:
+            client.begin_finalization(order.update(csr_pem=bad))
+        assert _problem(refused) == "urn:ietf:params:acme:error:badCSR"
+    # The order is still ready after the refusals: the right CSR completes it.
+    done = client.poll_finalization(client.begin_finalization(order),
+                                    dt.datetime.now() + dt.timedelta(seconds=90))
+    verify_issued(mount, done.fullchain_pem, [name], tmp_path)
