@@ -257,3 +257,46 @@ def test_tls_alpn01_with_the_acme_identifier_extension(monkeypatch):
         assert got["expires"] and [ch["status"] for ch in got["challenges"] if ch["type"] == "tls-alpn-01"] \
             == ["valid"]
     run(go())
+
+
+def test_refused_connection_fails_the_challenge_after_the_retries(monkeypatch):
+    import socket
+
+    from engine.acme import validation
+    monkeypatch.setattr(validation, "BACKOFF", 0.01)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("PYTHON_PKI_ACME_HTTP_PORT", str(closed))
+
+    async def go():
+        m = AcmeMount()
+        await m.setup()
+        c = Client(m)
+        await c.register()
+        order = await c.order("127.0.0.1")
+        authz_url = order.json()["authorizations"][0]
+        chal = (await c.post(c.sub_of(authz_url))).json()["challenges"][0]
+        await c.post(c.sub_of(chal["url"]), {})
+        await acme_state(m.backend.pki_context).validator.idle()
+        authz = (await c.post(c.sub_of(authz_url))).json()
+        assert authz["status"] == "invalid"
+        assert authz["challenges"][0]["error"]["type"] == "urn:ietf:params:acme:error:connection"
+    run(go())
+
+
+def test_refused_connection_is_a_problem_in_a_fresh_process():
+    """As in the plugin process, where nothing imported requests before the validator's lazy import."""
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    code = ("import os; os.environ['PYTHON_PKI_ACME_HTTP_PORT'] = '%d'\n"
+            "from engine.acme import challenges\nfrom engine.acme.errors import AcmeProblem\n"
+            "from engine.acme.records import Identifier\n"
+            "try:\n    challenges._http01(Identifier('ip', '127.0.0.1', '127.0.0.1'), 't', 't.x', '')\n"
+            "except AcmeProblem as exc:\n    print(exc.name)\n") % closed
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "connection", out.stderr[-2000:]
