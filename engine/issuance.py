@@ -35,7 +35,7 @@ from engine.signing import generate_private_key
 from engine.validity import Limits, ValidityRequest, compute_validity
 from engine.x509util import (csr_extensions, 
     EXT_KEY_USAGE_OIDS, build_subject, canonical_ext_key_usage, canonical_key_usage, other_name,
-    private_key_to_der, private_key_to_pem, serial_to_colon_hex, strip_pem,
+    key_bits_of, key_type_name, private_key_to_der, private_key_to_pem, serial_to_colon_hex, strip_pem,
 )
 from plugin.framework import FieldData, Request, Response, Secret, UserError
 
@@ -111,13 +111,15 @@ def _key_kind(key: CertificatePublicKeyTypes) -> tuple[str, int]:
         return "ec", key.curve.key_size
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "ed25519", 0
+    if key_type_name(key) == "mldsa":
+        return "mldsa", key_bits_of(key)
     return type(key).__name__, 0
 
 
 def check_csr_key(role: Role, key: CertificatePublicKeyTypes) -> None:
     kind, bits = _key_kind(key)
     if role.key_type == "any":
-        if kind not in ("rsa", "ec", "ed25519"):
+        if kind not in ("rsa", "ec", "ed25519", "mldsa"):
             raise UserError(f"Unknown key type in CSR: {kind}")
         if kind == "rsa" and bits < 2048:
             raise UserError("RSA keys < 2048 bits are unsafe and not supported")
@@ -126,6 +128,8 @@ def check_csr_key(role: Role, key: CertificatePublicKeyTypes) -> None:
         if kind != role.key_type:
             raise UserError(f"role requires keys of type {role.key_type}")
         minimum = role.key_bits
+    if kind == "mldsa" and role.key_type == "mldsa" and bits != role.key_bits:
+        raise UserError(f"role requires ML-DSA-{role.key_bits} keys, but CSR's key is ML-DSA-{bits}")
     if kind in ("rsa", "ec") and bits < minimum:
         raise UserError(f"role requires a minimum of a {minimum}-bit key, but CSR's key is {bits} bits")
     if kind == "rsa" and bits < 2048:

@@ -27,6 +27,7 @@ _PERMITTED_USAGES: dict[str, frozenset[str]] = {
     "rsa": frozenset({"DigitalSignature", "ContentCommitment", "KeyEncipherment", "DataEncipherment"}),
     "ec": frozenset({"DigitalSignature", "ContentCommitment", "KeyAgreement", "EncipherOnly", "DecipherOnly"}),
     "ed25519": frozenset({"DigitalSignature", "ContentCommitment"}),
+    "mldsa": frozenset({"DigitalSignature", "ContentCommitment"}),      # RFC 9881 5
 }
 
 
@@ -125,7 +126,7 @@ _CURVE_HASH = {224: 256, 256: 256, 384: 384, 521: 512}
 def leaf_hash(signer: SigningKey, signature_bits: int, csr_path: bool) -> HashAlg:
     """Vault's hash choice: RSA by signature_bits (unknown values -> SHA-256); EC by the issuer curve, except
     that the CSR paths honour an explicit signature_bits; Ed25519 has none."""
-    if signer.key_type == "ed25519":
+    if signer.key_type in ("ed25519", "mldsa"):
         return None
     if signer.key_type == "ec":
         if csr_path and signature_bits in _HASHES:

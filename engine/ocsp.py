@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from engine.issuers import OCSP_SIGNING, IssuerRecord, IssuerStore
-from engine.signing import SIGNATURE_ALGORITHMS, hash_for_key, sign_bytes
+from engine.signing import MLDSA_SIGNATURE_OIDS, SIGNATURE_ALGORITHMS, hash_for_key, sign_bytes
 from engine.storage import Storage, get_json
 from engine.revocation import REVOKED_PREFIX
-from engine.x509util import serial_to_colon_hex
+from engine.x509util import key_bits_of, serial_to_colon_hex
 
 MALFORMED = aocsp.OCSPResponse({"response_status": "malformed_request"}).dump()
 INTERNAL_ERROR = aocsp.OCSPResponse({"response_status": "internal_error"}).dump()
@@ -78,7 +78,9 @@ def parse_request(der: bytes) -> ParsedRequest:
 def issuer_hashes(rec: IssuerRecord, hash_name: str) -> tuple[bytes, bytes]:
     cert = ax509.Certificate.load(rec.certificate.public_bytes(Encoding.DER))
     name = cert["tbs_certificate"]["subject"].dump()
-    key_bits = cert["tbs_certificate"]["subject_public_key_info"]["public_key"].contents[1:]
+    # The SubjectPublicKeyInfo read without its algorithm's spec: asn1crypto has none for ML-DSA keys.
+    spki = core.Sequence.load(cert["tbs_certificate"]["subject_public_key_info"].dump())
+    key_bits = spki[1].contents[1:]
     h = _HASHLIB[hash_name]
     return hashlib.new(h, name).digest(), hashlib.new(h, key_bits).digest()
 
@@ -199,6 +201,9 @@ async def _sign_response(issuers: IssuerStore, signer: IssuerRecord, parsed: Par
     # The issuer's revocation_signature_algorithm picks the hash; PSS is downgraded to PKCS#1 v1.5 as in Vault.
     if key.key_type == "ed25519":
         hash_alg, algo = None, "ed25519"
+    elif key.key_type == "mldsa":
+        # asn1crypto has no name for ML-DSA; the OID is the algorithm (RFC 9881: no parameters).
+        hash_alg, algo = None, MLDSA_SIGNATURE_OIDS[key_bits_of(key.public_key())]
     else:
         wanted = SIGNATURE_ALGORITHMS.get(signer.revocation_signature_algorithm)
         if wanted is not None and wanted[1]:

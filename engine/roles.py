@@ -22,8 +22,9 @@ ROLE_PREFIX = "role/"
 DEFAULT_KEY_USAGE = ["DigitalSignature", "KeyAgreement", "KeyEncipherment"]
 RSA_SIZES = (2048, 3072, 4096, 8192)
 EC_SIZES = (224, 256, 384, 521)
-DEFAULT_KEY_BITS = {"rsa": 2048, "ec": 256}
-KEY_TYPES = ("rsa", "ec", "ed25519", "any")
+DEFAULT_KEY_BITS = {"rsa": 2048, "ec": 256, "mldsa": 44}
+MLDSA_SIZES = (44, 65, 87)
+KEY_TYPES = ("rsa", "ec", "ed25519", "mldsa", "any")
 
 GENERATE_LEASE_WARNING = (
     "it is encouraged to disable generate_lease and rely on PKI's native capabilities when possible; this "
@@ -226,6 +227,8 @@ def validate_key_params(key_type: str, key_bits: int) -> int:
             raise UserError(f"unsupported bit length for RSA key: {key_bits}")
     elif key_type == "ec" and key_bits not in EC_SIZES:
         raise UserError(f"unsupported bit length for EC key: {key_bits}")
+    elif key_type == "mldsa" and key_bits not in MLDSA_SIZES:
+        raise UserError(f"unsupported bit length for ML-DSA key: {key_bits}")
     return key_bits
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Protocol, runtime_checkab
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
 from engine import workers
@@ -20,12 +20,16 @@ if TYPE_CHECKING:
     from engine.keys import KeyRecord
     from engine.storage import Storage
 
-HashAlg = hashes.HashAlgorithm | None   # None for Ed25519 (the hash is part of the algorithm)
+HashAlg = hashes.HashAlgorithm | None   # None for Ed25519 and ML-DSA (the hash is part of the algorithm)
 
-KEY_TYPES = ("rsa", "ec", "ed25519")
+KEY_TYPES = ("rsa", "ec", "ed25519", "mldsa")
 RSA_BITS = (2048, 3072, 4096, 8192)
 EC_BITS = (224, 256, 384, 521)
-DEFAULT_BITS = {"rsa": 2048, "ec": 256, "ed25519": 0}
+DEFAULT_BITS = {"rsa": 2048, "ec": 256, "ed25519": 0, "mldsa": 44}
+# ML-DSA parameter sets by the key_bits value the built-in takes for them (FIPS 204 security levels 2, 3, 5).
+MLDSA_KEYS: dict[int, type] = {44: mldsa.MLDSA44PrivateKey, 65: mldsa.MLDSA65PrivateKey, 87: mldsa.MLDSA87PrivateKey}
+INTRINSIC_HASH_TYPES = ("ed25519", "mldsa")
+MLDSA_SIGNATURE_OIDS = {44: "2.16.840.1.101.3.4.3.17", 65: "2.16.840.1.101.3.4.3.18", 87: "2.16.840.1.101.3.4.3.19"}
 _EC_CURVES: dict[int, ec.EllipticCurve] = {224: ec.SECP224R1(), 256: ec.SECP256R1(), 384: ec.SECP384R1(),
                                            521: ec.SECP521R1()}
 # The hash Vault pairs with each NIST curve, whatever signature_bits says on issue/root paths.
@@ -72,7 +76,7 @@ class LocalSigningKey:
         return self._public  # type: ignore[return-value]
 
     def _hash(self, hash_alg: HashAlg) -> HashAlg:
-        return None if self.key_type == "ed25519" else (hash_alg or hashes.SHA256())
+        return None if self.key_type in INTRINSIC_HASH_TYPES else (hash_alg or hashes.SHA256())
 
     def sign_certificate(self, builder: x509.CertificateBuilder, hash_alg: HashAlg,
                          use_pss: bool = False) -> x509.Certificate:
@@ -100,7 +104,7 @@ class LocalSigningKey:
             return key.sign(data, pad, h)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(data, ec.ECDSA(hash_alg or hashes.SHA256()))
-        if isinstance(key, ed25519.Ed25519PrivateKey):
+        if isinstance(key, (ed25519.Ed25519PrivateKey, *MLDSA_KEYS.values())):
             return key.sign(data)
         raise UserError("unsupported private key type")
 
@@ -198,6 +202,9 @@ def normalize_key_params(key_type: str, key_bits: int) -> tuple[str, int]:
     elif kt == "ec":
         if bits not in EC_BITS:
             raise UserError(f"unsupported bit length for EC key: {bits}")
+    elif kt == "mldsa":
+        if bits not in MLDSA_KEYS:
+            raise UserError(f"unsupported bit length for ML-DSA key: {bits}")
     else:
         bits = 0   # ed25519 ignores key_bits (Vault reports 0 in role reads; 256 elsewhere)
     return kt, bits
@@ -210,6 +217,8 @@ async def generate_private_key(key_type: str, key_bits: int) -> PrivateKeyTypes:
         return await workers.generate_rsa(bits)
     if kt == "ec":
         return ec.generate_private_key(_EC_CURVES[bits])
+    if kt == "mldsa":
+        return MLDSA_KEYS[bits].generate()
     return ed25519.Ed25519PrivateKey.generate()
 
 
@@ -230,7 +239,7 @@ def hash_for_key(key: SigningKey | CertificatePublicKeyTypes, signature_bits: in
     `ec_honours_bits` applies and bits are set); Ed25519 -> none."""
     pub = key.public_key() if isinstance(key, SigningKey) else key
     kind = key_type_name(pub)  # type: ignore[arg-type]
-    if kind == "ed25519":
+    if kind in INTRINSIC_HASH_TYPES:
         return None
     validate_signature_bits(signature_bits)
     if kind == "ec":
@@ -254,6 +263,9 @@ SIGNATURE_ALGORITHMS: dict[str, tuple[str, int, bool]] = {
     "ECDSAWithSHA384": ("ec", 384, False),
     "ECDSAWithSHA512": ("ec", 512, False),
     "Ed25519": ("ed25519", 0, False),
+    "MLDSA44": ("mldsa", 0, False),
+    "MLDSA65": ("mldsa", 0, False),
+    "MLDSA87": ("mldsa", 0, False),
 }
 _SIG_ALIASES = {"pureed25519": "Ed25519"}
 
@@ -291,6 +303,9 @@ def check_algorithm_fits_key(name: str, key_type: str) -> None:
 
 
 _SIG_OID_NAMES = {
+    "2.16.840.1.101.3.4.3.17": "MLDSA44",
+    "2.16.840.1.101.3.4.3.18": "MLDSA65",
+    "2.16.840.1.101.3.4.3.19": "MLDSA87",
     "1.2.840.113549.1.1.11": "SHA256WithRSA",
     "1.2.840.113549.1.1.12": "SHA384WithRSA",
     "1.2.840.113549.1.1.13": "SHA512WithRSA",

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, ed448, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, ed448, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -96,7 +96,7 @@ def load_pem_certificates(data: str | bytes) -> list[x509.Certificate]:
 
 def private_key_to_pem(key: PrivateKeyTypes, pkcs8: bool = False) -> str:
     """Native encodings as Vault writes them: PKCS#1 for RSA, SEC1 for EC, PKCS#8 for Ed25519 (or PKCS#8 on request)."""
-    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) or _mldsa_level(key):
         fmt = serialization.PrivateFormat.PKCS8
     else:
         fmt = serialization.PrivateFormat.TraditionalOpenSSL
@@ -104,7 +104,7 @@ def private_key_to_pem(key: PrivateKeyTypes, pkcs8: bool = False) -> str:
 
 
 def private_key_to_der(key: PrivateKeyTypes, pkcs8: bool = False) -> bytes:
-    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) or _mldsa_level(key):
         fmt = serialization.PrivateFormat.PKCS8
     else:
         fmt = serialization.PrivateFormat.TraditionalOpenSSL
@@ -112,14 +112,26 @@ def private_key_to_der(key: PrivateKeyTypes, pkcs8: bool = False) -> bytes:
 
 
 def key_type_name(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> str:
-    """Vault's key type names: rsa, ec, ed25519 (anything else is 'unknown')."""
+    """Vault's key type names: rsa, ec, ed25519, mldsa (anything else is 'unknown')."""
     if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
         return "rsa"
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
         return "ec"
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return "ed25519"
+    if _mldsa_level(key):
+        return "mldsa"
     return "unknown"
+
+
+_MLDSA_LEVELS = ((44, mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
+                 (65, mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
+                 (87, mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey))
+
+
+def _mldsa_level(key: object) -> int:
+    """44, 65 or 87 for an ML-DSA key (the built-in's key_bits for it), else 0."""
+    return next((level for level, priv, pub in _MLDSA_LEVELS if isinstance(key, (priv, pub))), 0)
 
 
 def key_bits_of(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> int:
@@ -131,7 +143,7 @@ def key_bits_of(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> int:
         return 256
     if isinstance(key, (dsa.DSAPrivateKey, dsa.DSAPublicKey)):
         return key.key_size
-    return 0
+    return _mldsa_level(key)
 
 
 def public_key_der(key: CertificatePublicKeyTypes) -> bytes:
