@@ -254,6 +254,11 @@ class TokenPool:
         self._sync_generation()
         if self._logged_in and self._verified_digest == _digest(pin):
             return
+        if self._logged_in:
+            # Trying this PIN logs everyone else out: a PIN the token just refused must wait, so that rewriting a
+            # managed key with a wrong PIN over and over neither disrupts the other users nor runs the token
+            # into its PIN lockout.
+            self.check_pin_wait(key_name, where, pin)
         self.reset(close=True)        # closing the logged-in session logs the application out of the token
         self._pin_rejected_at.pop(_digest(pin), None)
         self._checkin(self._open(token, where, key_name, pin))

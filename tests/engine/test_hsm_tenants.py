@@ -5,9 +5,12 @@ the first mount's login.
 """
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from engine.hsm.config import PREFIX
+from engine.hsm import service
+from engine.hsm.config import PREFIX, ManagedKeyStore
 from plugin.framework import Operation
 from tests.engine.hsm_helpers import Mount, error_text, managed_key_body
 from tests.hsm_fixtures import softhsm  # noqa: F401  (fixture)
@@ -74,3 +77,16 @@ def test_a_stored_config_whose_pin_no_longer_matches_cannot_ride_on_another_logi
     text = error_text(_root(b, "kb", "b"))
     assert text.startswith("400 ") and "PIN" in text, text
     softhsm.restore(label, backup)
+
+
+def test_a_wrong_pin_written_again_does_not_log_the_other_mount_out_again(softhsm):  # noqa: F811
+    label = softhsm.new_token()
+    a, b = Mount(), Mount()
+    a.ok(Operation.UPDATE, "managed-keys/ka", managed_key_body(softhsm, label, "a-key"))
+    body = {**managed_key_body(softhsm, label, "a-key", pin="0000", allow_generate_key=False)}
+    assert "rejected the PIN" in error_text(b.call(Operation.UPDATE, "managed-keys/kb", body))
+    assert _root(a, "ka", "a").error is None          # A logs in again, with its own PIN
+    pool = service.pool(asyncio.run(ManagedKeyStore(a.storage).get("ka"))).pool()
+    sessions = list(pool._idle)
+    assert "not trying it again for a while" in error_text(b.call(Operation.UPDATE, "managed-keys/kb", body))
+    assert pool._idle == sessions                     # A's login and sessions were left alone
