@@ -233,26 +233,33 @@ def test_certbot_asks_renewal_info(kind, acme, chall_dns, ports, tmp_path):
 
 @on_both
 @binds_ports
-def test_certbot_preferred_profile(kind, acme, chall_dns, ports, tmp_path, bao):
-    """`--preferred-profile` picks a profile the directory lists (ours: profile -> role, here a 2-hour role);
-    the built-in lists none, so certbot orders without one and gets the default validity."""
+def test_certbot_preferred_and_required_profile(kind, acme, chall_dns, ports, tmp_path):
+    """`--preferred-profile` picks a profile the directory lists (ours: profile -> role, here a 2-hour role), and
+    `--required-profile` sends one whatever the directory says. The built-in lists none and ignores the field."""
+    mount = acme(kind)
     if kind == "ours":
-        mount = acme(kind)
         mount.write("roles/short", {"allow_any_name": True, "key_type": "any", "ttl": "2h", "max_ttl": "2h"})
         mount.configure_acme(profiles={"shortlived": "short"})
         assert "shortlived" in mount.directory_json()["meta"]["profiles"]
     else:
-        mount = acme(kind)
         assert "profiles" not in mount.directory_json().get("meta", {})
     certbot = _certbot(tmp_path, mount, chall_dns)
-    name = fresh_name("certbot-profile")
-    certbot.standalone([name], "--preferred-profile", "shortlived")
-    leaf = verify_issued(mount, certbot.live(name), [name], tmp_path)
-    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    preferred, required = fresh_name("certbot-profile"), fresh_name("certbot-profile-req")
+    certbot.standalone([preferred], "--preferred-profile", "shortlived")
+    certbot.standalone([required], "--required-profile", "shortlived")
+    for name in (preferred, required):
+        leaf = verify_issued(mount, certbot.live(name), [name], tmp_path)
+        lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        if kind == "ours":
+            assert lifetime <= dt.timedelta(hours=2, minutes=1), lifetime
+        else:
+            assert lifetime > dt.timedelta(days=1), lifetime
+    unknown = certbot.standalone([fresh_name("certbot-profile-unknown")], "--required-profile", "nosuch",
+                                 check=False)
     if kind == "ours":
-        assert lifetime <= dt.timedelta(hours=2, minutes=1), lifetime
+        assert unknown.returncode != 0 and "unknown profile" in unknown.stdout + unknown.stderr
     else:
-        assert lifetime > dt.timedelta(days=1), lifetime
+        assert unknown.returncode == 0, "the built-in ignores new-order's profile field"
 
 
 # -- certbot's `acme` package: key change, deactivation, error cases ----------------------------------------------
