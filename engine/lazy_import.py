@@ -11,6 +11,9 @@ def lazy_module(name: str) -> ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.find_spec(name)
+    if name in sys.modules:
+        # Finding it imported its package, which imported it: a second copy would duplicate its classes.
+        return sys.modules[name]
     if spec is None or spec.loader is None:
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
     loader = importlib.util.LazyLoader(spec.loader)
