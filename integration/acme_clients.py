@@ -397,9 +397,11 @@ class Caddy:
         self.log_path = workdir / "caddy.log"
         self.proc: subprocess.Popen | None = None
 
-    def caddyfile(self, site: str, challenge: str) -> str:
+    def caddyfile(self, site: str, challenge: str, eab: tuple[str, str] | None = None) -> str:
         disable = "disable_tlsalpn_challenge" if challenge == "http-01" else "disable_http_challenge"
+        binding = f"\tacme_eab {{\n\t\tkey_id {eab[0]}\n\t\tmac_key {eab[1]}\n\t}}\n" if eab else ""
         return f"""{{
+{binding}
 \tadmin off
 \tskip_install_trust
 \tocsp_stapling off
@@ -421,9 +423,9 @@ class Caddy:
 }}
 """
 
-    def start(self, site: str, challenge: str) -> None:
+    def start(self, site: str, challenge: str, eab: tuple[str, str] | None = None) -> None:
         path = self.workdir / "Caddyfile"
-        path.write_text(self.caddyfile(site, challenge))
+        path.write_text(self.caddyfile(site, challenge, eab))
         home = self.workdir / "home"
         home.mkdir(exist_ok=True)
         env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),

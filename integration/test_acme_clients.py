@@ -179,19 +179,24 @@ def test_lego_dns01_exec_provider_with_wildcard(kind, acme, chall_dns, tmp_path)
 # -- Caddy --------------------------------------------------------------------------------------------------------
 
 @on_both
-@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+@pytest.mark.parametrize("challenge,eab", [("http-01", False), ("tls-alpn-01", False), ("http-01", True)],
+                         ids=["http-01", "tls-alpn-01", "http-01-eab"])
 @binds_ports
-def test_caddy_automatic_https(kind, challenge, acme, ports, tmp_path):
-    mount = acme(kind)
+def test_caddy_automatic_https(kind, challenge, eab, acme, ports, tmp_path):
+    mount = acme(kind, **({"eab_policy": "new-account-required"} if eab else {}))
     caddy = Caddy(tmp_path, mount.directory, mount.root_pem)
     site = fresh_name(f"caddy-{challenge}")
-    caddy.start(site, challenge)
+    binding = mount.new_eab() if eab else None
+    caddy.start(site, challenge, binding)
     try:
         served = served_certificate(site, 443, mount.root_pem)
         stored = verify_issued(mount, caddy.stored_certificate(site), [site], tmp_path)
         assert served == stored, "caddy serves a certificate other than the one it obtained"
         solved = {e.get("challenge_type") for e in caddy.log_lines() if e.get("msg") == "trying to solve challenge"}
         assert solved == {challenge}, caddy.log_tail()
+        if binding:   # spent by caddy's account: no longer listed as unused
+            unused = mount.bao.http("LIST", f"{mount.path}/eab").json().get("data", {}).get("keys", [])
+            assert binding[0] not in unused
     finally:
         caddy.stop()
 
