@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import json
 import os
 import shutil
@@ -232,14 +233,17 @@ def load_chain(pem: bytes | str) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem.encode() if isinstance(pem, str) else pem)
 
 
-def verify_issued(mount: AcmeMount, chain_pem: bytes | str, names: list[str], workdir: Path) -> x509.Certificate:
-    """Assert the saved chain's leaf names exactly `names`, verifies against the mount's root and lints clean."""
+def verify_issued(mount: AcmeMount, chain_pem: bytes | str, names: list[str], workdir: Path,
+                  ips: list[str] = ()) -> x509.Certificate:
+    """Assert the saved chain's leaf names exactly `names` (and `ips`), verifies against the mount's root and lints
+    clean."""
     chain = load_chain(chain_pem)
     assert chain, "the client saved no certificate"
     leaf, served = chain[0], chain[1:]
     root = x509.load_pem_x509_certificate(mount.root_pem.encode())
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(names)
+    assert sorted(str(ip) for ip in sans.get_values_for_type(x509.IPAddress)) == sorted(ips)
     # Trust only the mount's own CA; intermediates the server sent are untrusted helpers.
     problem = openssl_verify(leaf, [root, *(c for c in served if c.subject != c.issuer)], workdir)
     assert problem == "", f"openssl verify against the {mount.kind} mount's CA: {problem}"
@@ -296,6 +300,14 @@ def _tail(proc: subprocess.CompletedProcess, lines: int = 40) -> str:
     return "\n".join((proc.stdout + proc.stderr).splitlines()[-lines:])
 
 
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
 class Certbot:
     """certbot from the test extra (PyPI, 4+), with its state in `workdir`."""
 
@@ -331,7 +343,8 @@ class Certbot:
     REGISTER = ("--agree-tos", "--register-unsafely-without-email")
 
     def standalone(self, names: list[str], *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-        domains = [a for n in names for a in ("-d", n)]
+        """http-01 through certbot's own responder on :80; names that are IP addresses go as --ip-address."""
+        domains = [a for n in names for a in (("--ip-address" if _is_ip(n) else "-d"), n)]
         return self.run("certonly", "--standalone", "--http-01-address", "127.0.0.1",
                         "--http-01-port", str(HTTP01_PORT), *self.REGISTER, *domains, *extra, check=check)
 

@@ -90,6 +90,17 @@ def test_certbot_http01_standalone(kind, acme, chall_dns, ports, tmp_path):
 
 
 @on_both
+@binds_ports
+def test_certbot_ip_identifier(kind, acme, chall_dns, ports, tmp_path):
+    """RFC 8738: an IP identifier, validated by http-01 on the address itself (127.0.0.1:80)."""
+    mount = acme(kind)
+    certbot = _certbot(tmp_path, mount, chall_dns)
+    name = fresh_name("certbot-ip")
+    certbot.standalone([name, "127.0.0.1"], "--cert-name", "with-ip")
+    verify_issued(mount, certbot.live("with-ip"), [name], tmp_path, ips=["127.0.0.1"])
+
+
+@on_both
 def test_certbot_dns01_manual_hook_with_wildcard(kind, acme, chall_dns, tmp_path):
     mount = acme(kind)
     certbot = _certbot(tmp_path, mount, chall_dns)
