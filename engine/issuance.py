@@ -60,12 +60,23 @@ class Names:
 
     def general_names(self) -> list[x509.GeneralName]:
         out: list[x509.GeneralName] = [x509.DNSName(n) for n in self.dns]
-        out += [x509.RFC822Name(e) for e in self.emails]
+        out += [_email_name(e) for e in self.emails]
         out += [x509.IPAddress(ip) for ip in self.ips]
         out += [x509.UniformResourceIdentifier(u) for u in self.uris]
         for oid, values in self.other_sans.items():
             out += [other_name(x509.ObjectIdentifier(oid), v) for v in values]
         return out
+
+
+def _email_name(value: str) -> x509.RFC822Name:
+    """An email SAN as Go encodes it: any printable-ASCII IA5String (cryptography also wants it parseaddr-able,
+    so a CSR's `"` SAN, which the built-in signs, would otherwise end as a 500)."""
+    try:
+        return x509.RFC822Name(value)
+    except ValueError:
+        if value and all(0x20 <= ord(c) < 0x7F for c in value):
+            return x509.RFC822Name._init_without_validation(value)
+        raise UserError("an email address in the subject alternative names is not an IA5String") from None
 
 
 # --- CSRs -------------------------------------------------------------------------------------------

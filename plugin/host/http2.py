@@ -256,9 +256,11 @@ class Connection(asyncio.Protocol):
 
     def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
         size = len(payload)     # flow control counts padding too
-        if flags & FLAG_PADDED and payload:
+        if flags & FLAG_PADDED:
+            if not payload or payload[0] >= len(payload):
+                raise ProtocolError("DATA padding longer than the frame")    # RFC 9113 6.1
             pad = payload[0]
-            payload = payload[1:len(payload) - pad] if pad else payload[1:]
+            payload = payload[1:len(payload) - pad]
         self._conn_recv_unacked += size
         if self._conn_recv_unacked >= OUR_CONNECTION_WINDOW // 2:
             self._write(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._conn_recv_unacked)))
@@ -282,10 +284,14 @@ class Connection(asyncio.Protocol):
             raise ProtocolError("HEADERS on stream 0")
         start, stop = 0, len(payload)
         if flags & FLAG_PADDED:
+            if not payload:
+                raise ProtocolError("HEADERS padding longer than the frame")
             start = 1
             stop -= payload[0]
         if flags & FLAG_PRIORITY:
             start += 5
+        if start > stop:
+            raise ProtocolError("HEADERS padding longer than the frame")   # RFC 9113 6.2
         block = payload[start:stop]
         if not flags & FLAG_END_HEADERS:
             self._continuation = (sid, flags, bytearray(block))
