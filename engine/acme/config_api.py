@@ -259,7 +259,7 @@ def paths(ctx: PkiContext) -> list[Path]:
         Path("eab/?", eab_after, {Operation.LIST: list_eab}, display=pki("list", "eab-keys"),
              synopsis="list external account bindings to be used for ACME",
              description="EAB keys generated and not yet bound to an account."),
-        Path(r"eab/(?P<key_id>[0-9a-fA-F-]+)", {"key_id": Field(S, "EAB key identifier", required=True)},
+        Path(r"eab/(?P<key_id>[0-9A-Za-z]{8}-[0-9A-Za-z]{4}-[0-9A-Za-z]{4}-[0-9A-Za-z]{4}-[0-9A-Za-z]{12})", {"key_id": Field(S, "EAB key identifier", required=True)},
              {Operation.DELETE: delete_eab}, display=pki("delete", "eab-key"),
              synopsis="Delete an external account binding id prior to its use within an ACME account",
              description="Deleting an unknown or already used key succeeds with a warning.",
