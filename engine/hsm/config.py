@@ -229,6 +229,8 @@ class ManagedKeyStore:
         self.storage = storage
 
     async def get(self, name: str) -> ManagedKeyConfig | None:
+        if not _NAME_RE.match(name):
+            return None     # not a name a managed key can have; "../.." would name another storage key
         raw = await get_json(self.storage, PREFIX + name)
         return None if raw is None else ManagedKeyConfig.from_json(raw)
 
