@@ -143,6 +143,31 @@ def teardown_pair(pair: Pair) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# CAs made outside the server, for tests that import the same CA into both mounts
+
+
+def self_signed_ca(key: Any, subject: x509.Name) -> x509.Certificate:
+    """A 30-day self-signed CA certificate for `key`: CA basic constraints, certificate and CRL signing, an SKID."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def pem_bundle(cert: x509.Certificate, key: Any) -> str:
+    """The certificate and its unencrypted PKCS#8 key in PEM, as issuers/import/bundle takes them."""
+    return (cert.public_bytes(serialization.Encoding.PEM).decode()
+            + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode())
+
+
+# --------------------------------------------------------------------------------------------------------------
 # CSRs: one key per kind for the whole session (key generation is the slow part)
 
 _KEYS: dict[str, Any] = {}

@@ -7,7 +7,6 @@ are checked too: PEM bodies parse, `expiration` is NotAfter, revocation shows up
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Callable
 
 import hvac
@@ -15,11 +14,10 @@ import hvac.exceptions
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from integration.differential import Csr, shape
+from integration.differential import Csr, pem_bundle, self_signed_ca, shape
 from integration.harness import BaoServer
 
 # Keys whose values are keyed by generated ids: compare the value types only.
@@ -46,20 +44,7 @@ def _outcome(result: Any) -> Any:
 
 def _self_signed_ca(cn: str) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode()
-            + cert.public_bytes(serialization.Encoding.PEM).decode())
+    return pem_bundle(self_signed_ca(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])), key)
 
 
 class Flow:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa,
 from cryptography.x509.oid import NameOID
 
 from integration.conftest import Mounts
-from integration.differential import call, must
+from integration.differential import call, must, self_signed_ca
 from integration.harness import BaoServer
 
 UID = x509.ObjectIdentifier("0.9.2342.19200300.100.1.1")
@@ -56,16 +56,7 @@ def _now() -> dt.datetime:
 
 def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(CA_NAME).issuer_name(CA_NAME).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(_now() - dt.timedelta(minutes=5))
-            .not_valid_after(_now() + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return key, cert
+    return key, self_signed_ca(key, CA_NAME)
 
 
 def _leaf_keys() -> dict[str, Any]:

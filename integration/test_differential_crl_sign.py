@@ -14,12 +14,12 @@ from typing import Any, Iterator
 import pytest
 from asn1crypto import crl as asn1crl
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from integration.conftest import Mounts
-from integration.differential import Reply, call, must, patch
+from integration.differential import Reply, call, must, patch, pem_bundle, self_signed_ca
 from integration.harness import BaoServer, mount_storage_keys
 
 REASON_KEY_COMPROMISE = base64.b64encode(b"\x0a\x01\x01").decode()
@@ -36,21 +36,8 @@ CRL_EXTENSIONS = [{"id": "1.3.6.1.4.1.55555.7", "critical": True, "value": ""},
 
 def _ca(kind: str, name: str) -> tuple[Any, x509.Certificate, str]:
     key = ec.generate_private_key(ec.SECP384R1()) if kind == "ec" else rsa.generate_private_key(65537, 2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    bundle = pem + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode()
-    return key, cert, bundle
+    cert = self_signed_ca(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+    return key, cert, pem_bundle(cert, key)
 
 
 @pytest.fixture
