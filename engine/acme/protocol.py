@@ -112,7 +112,7 @@ def enforce_eab_for_existing(cfg: AcmeConfig, account: Account) -> None:
         raise problem("externalAccountRequired", prefix="account was created without an external account binding")
 
 
-def unsigned(ctx: PkiContext, handler: Handler, *, with_nonce: bool = False) -> Callable[..., Awaitable[Response]]:
+def unsigned(ctx: PkiContext, handler: Handler) -> Callable[..., Awaitable[Response]]:
     """Directory, new-nonce, renewal-info: no JWS."""
     state = acme_state(ctx)
 
