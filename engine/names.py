@@ -6,6 +6,7 @@ Vault converts DNS names with a strict, non-mapping IDNA profile that checks DNS
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from plugin.framework import UserError
@@ -23,6 +24,9 @@ def idna_error(label: str) -> UserError:
     return UserError(f'idna: invalid label "{label}"')
 
 
+# Pure functions of the text, checked several times per request (the CN as a SAN, then each SAN against the
+# role): memoized, with a bound so that a stream of distinct names cannot grow the process.
+@functools.lru_cache(maxsize=2048)
 def to_ascii(name: str) -> str:
     """The A-label form of a DNS name, with Vault's length checks; raises a 400 on failure."""
     if name == "":
@@ -63,6 +67,7 @@ def has_control_chars(value: str) -> bool:
     return _CONTROL.search(value) is not None
 
 
+@functools.lru_cache(maxsize=2048)
 def is_preferred_dns_name(name: str) -> bool:
     """Whether a name is a DNS name in RFC 5280's preferred syntax (what lint_pkix_cert accepts)."""
     if not name or len(name) > 253 or not name.isascii():

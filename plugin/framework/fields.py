@@ -11,6 +11,7 @@ import enum
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterable
 
 from plugin.framework import goparse
@@ -117,6 +118,13 @@ class Field:
     def default_value(self) -> Any:
         if callable(self.default):
             return self.default()
+        value = self._converted_default
+        # A fresh list or dict each time: a handler that extends its value must not change the next request's.
+        return value.copy() if isinstance(value, (list, dict)) else value
+
+    @cached_property
+    def _converted_default(self) -> Any:
+        # Converted once per field, not on every read of an absent field (a dozen per issue request).
         if self.default is not None:
             return convert(self.type, self.default, "")
         return zero_value(self.type)
@@ -370,6 +378,9 @@ _CONVERTERS: dict[FieldType, Callable[[Any], Any]] = {
 }
 
 
+_ABSENT = object()
+
+
 @dataclass
 class FieldData:
     """The fields of one request: raw values (body + URL captures) read through their schema."""
@@ -387,6 +398,9 @@ class FieldData:
 
     def get_ok(self, name: str) -> tuple[Any, bool]:
         """The value and whether the client supplied it (as opposed to the default)."""
+        cached = self._cache.get(name, _ABSENT)
+        if cached is not _ABSENT:
+            return cached, True      # only supplied fields are ever cached
         spec = self.schema.get(name)
         if spec is None:
             raise KeyError(f"field {name!r} is not in the path's schema")
