@@ -1,6 +1,7 @@
 """`scripts/bench profile`: the plugin process under load, sampled by py-spy, one flame graph SVG per workload
 (EC issue, read, revoke), plus the frames that took most of the samples, summed from the same run's collapsed
-stacks. A benchmark, not a test. The graphs go to $PKI_BENCH_PROFILE_DIR (default ./bench-profiles)."""
+stacks. A benchmark, not a test. The graphs go to $PKI_BENCH_PROFILE_DIR (default ./bench-profiles);
+PKI_BENCH_PROFILE_SAMPLER=off runs the same loads unobserved and reports only the CPU per request."""
 from __future__ import annotations
 
 import collections
@@ -75,6 +76,13 @@ def summarize(raw: Path) -> tuple[int, list[tuple[str, int]], list[tuple[str, in
 def _profiled(bao: BaoServer, out_dir: Path, name: str, load: Callable[[], float]) -> None:
     """Runs `load` (returns the number of requests it made) while two py-spy samplers watch the plugin: one writes
     the flame graph, the other collapsed stacks for the summary (py-spy writes one format per run)."""
+    if os.environ.get("PKI_BENCH_PROFILE_SAMPLER", "on") == "off":
+        # The same loads without the sampler: CPU per request as the plugin spends it unobserved.
+        with CpuMeter(bao) as meter:
+            requests = load()
+        report(f"| {name}, 8 clients, no sampler: CPU per request | server {meter.server / requests * 1e6:.0f} us + "
+               f"plugin {meter.plugin / requests * 1e6:.0f} us | {requests:.0f} requests | |")
+        return
     pid = _plugin_pid(bao)
     svg, raw = out_dir / f"{name}.svg", out_dir / f"{name}.txt"
     spies = [subprocess.Popen([_py_spy(), "record", "--pid", str(pid), "--rate", str(RATE), "--format", fmt,
@@ -127,7 +135,8 @@ def bench_profile(bao: BaoServer, args) -> None:
 
     for name, load in (("issue-ec", issue), ("read", read), ("revoke", revoke)):
         _profiled(bao, out_dir, name, load)
-    print(f"flame graphs written to {out_dir}/{{issue-ec,read,revoke}}.svg", flush=True)
+    if os.environ.get("PKI_BENCH_PROFILE_SAMPLER", "on") != "off":
+        print(f"flame graphs written to {out_dir}/{{issue-ec,read,revoke}}.svg", flush=True)
 
 
 BENCHES = {"profile": bench_profile}
