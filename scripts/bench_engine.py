@@ -38,13 +38,20 @@ class _Mount:
         return out.response
 
 
+ROUNDS = 5
+
+
 async def _per_call(fn: Any, calls: int) -> float:
+    """The best of ROUNDS rounds: on a shared machine a round can only be slowed down, never sped up."""
     for _ in range(min(200, calls)):
         await fn()
-    cpu0 = time.process_time()
-    for _ in range(calls):
-        await fn()
-    return (time.process_time() - cpu0) / calls * 1e6
+    best = float("inf")
+    for _ in range(ROUNDS):
+        cpu0 = time.process_time()
+        for _ in range(max(1, calls // ROUNDS)):
+            await fn()
+        best = min(best, (time.process_time() - cpu0) / max(1, calls // ROUNDS))
+    return best * 1e6
 
 
 def _pyca_floor(issuer_key: ec.EllipticCurvePrivateKey, issuer_name: x509.Name) -> float:
@@ -68,10 +75,13 @@ def _pyca_floor(issuer_key: ec.EllipticCurvePrivateKey, issuer_name: x509.Name) 
                           serialization.NoEncryption())
     for _ in range(200):
         once()
-    cpu0 = time.process_time()
-    for _ in range(CALLS):
-        once()
-    return (time.process_time() - cpu0) / CALLS * 1e6
+    best = float("inf")
+    for _ in range(ROUNDS):
+        cpu0 = time.process_time()
+        for _ in range(CALLS // ROUNDS):
+            once()
+        best = min(best, (time.process_time() - cpu0) / (CALLS // ROUNDS))
+    return best * 1e6
 
 
 async def _engine(calls: int) -> dict[str, float]:
@@ -105,7 +115,7 @@ def bench_engine(_bao: Any, _args: Any) -> None:
     floor = _pyca_floor(key, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench Root")]))
     for label, us in figures.items():
         detail = f"pyca/cryptography alone {floor:.0f} us ({us / floor:.1f}x)" if label.startswith("issue") else ""
-        report(f"| engine in-process: {label}, CPU per request ({calls} calls) | {us:.0f} us | {detail} | "
+        report(f"| engine in-process: {label}, CPU per request (best of {ROUNDS} rounds of {calls // ROUNDS}) | {us:.0f} us | {detail} | "
                f"{'<= 180 us' if label.startswith('issue') else ''} |")
 
 
