@@ -5,37 +5,21 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from engine.hsm import der
+from engine.hsm.der import encode as tlv
+
 _ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 _CN = "2.5.4.3"
 _EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 _SAN = "2.5.29.17"
 
 
-def tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
-
-
 def oid(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    body = bytearray([40 * parts[0] + parts[1]])
-    for value in parts[2:]:
-        chunk = [value & 0x7F]
-        value >>= 7
-        while value:
-            chunk.append(0x80 | (value & 0x7F))
-            value >>= 7
-        body.extend(reversed(chunk))
-    return tlv(0x06, bytes(body))
+    return tlv(der.OBJECT_IDENTIFIER, der.oid_body(dotted))
 
 
 def seq(*items: bytes) -> bytes:
-    return tlv(0x30, b"".join(items))
+    return tlv(der.SEQUENCE, b"".join(items))
 
 
 def cn_name(value_tlv: bytes) -> bytes:

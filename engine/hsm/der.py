@@ -2,7 +2,7 @@
 
 Certificates, CRLs, CSRs and OCSP BasicResponses all share the shape SEQUENCE { tbs, algorithm, BIT STRING
 signature, ... }. We never interpret the TBS: we cut it out byte for byte, so what the token signs is
-exactly what pyca/cryptography built.
+exactly what pyca/cryptography built. Beside that, the OBJECT IDENTIFIER content of a key's CKA_EC_PARAMS.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 SEQUENCE = 0x30
 BIT_STRING = 0x03
 OCTET_STRING = 0x04
+OBJECT_IDENTIFIER = 0x06
 
 
 class DerError(ValueError):
@@ -96,3 +97,31 @@ def octet_string_content(data: bytes) -> bytes:
     if tlv.tag != OCTET_STRING:
         raise DerError("not an OCTET STRING")
     return tlv.value
+
+
+def oid_body(dotted: str) -> bytes:
+    """The content octets of an OBJECT IDENTIFIER (base-128 arcs, the first two folded into one)."""
+    parts = [int(p) for p in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for value in parts[2:]:
+        chunk = [value & 0x7F]
+        value >>= 7
+        while value:
+            chunk.append(0x80 | (value & 0x7F))
+            value >>= 7
+        out.extend(reversed(chunk))
+    return bytes(out)
+
+
+def oid_dotted(body: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's content octets ("" for none)."""
+    if not body:
+        return ""
+    parts = [body[0] // 40, body[0] % 40] if body[0] < 80 else [2, body[0] - 80]
+    value = 0
+    for byte in body[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(value)
+            value = 0
+    return ".".join(map(str, parts))

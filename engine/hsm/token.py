@@ -565,7 +565,7 @@ def public_key_from_object(ref: KeyRef, pub: Any) -> CertificatePublicKeyTypes:
     point = bytes(pub[Attribute.EC_POINT])
     if point[:1] == bytes([der.OCTET_STRING]):
         point = der.octet_string_content(point)   # PKCS#11 wraps the point in DER; a few modules do not
-    oid = _decode_oid(params.value) if params.tag == 0x06 else ""
+    oid = der.oid_dotted(params.value) if params.tag == der.OBJECT_IDENTIFIER else ""
     if kt == KeyType.EC and oid in _EC_OIDS:
         return ec.EllipticCurvePublicKey.from_encoded_point(_EC_OIDS[oid], point)
     if kt == KeyType.EC_EDWARDS and (oid == _ED25519_OID or params.tag == 0x13 and params.value == b"edwards25519"):
@@ -602,7 +602,7 @@ def generate_op(ref: KeyRef, key_type: str, key_bits: int) -> Callable[[PooledSe
             oid = _CURVE_OIDS[key_bits] if key_type == "ec" else _ED25519_OID
             kt = KeyType.EC if key_type == "ec" else KeyType.EC_EDWARDS
             mech = Mechanism.EC_KEY_PAIR_GEN if key_type == "ec" else Mechanism.EC_EDWARDS_KEY_PAIR_GEN
-            public[Attribute.EC_PARAMS] = der.encode(0x06, _encode_oid(oid))
+            public[Attribute.EC_PARAMS] = der.encode(der.OBJECT_IDENTIFIER, der.oid_body(oid))
             pub, _ = session.generate_keypair(kt, store=True, mechanism=mech, public_template=public,
                                               private_template=private)
         ps.keys.clear()
@@ -622,29 +622,3 @@ def attributes_op(ref: KeyRef, names: list[Attribute]) -> Callable[[PooledSessio
         return {name: priv[name] for name in names}
 
     return op
-
-
-def _encode_oid(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    out = bytearray([40 * parts[0] + parts[1]])
-    for value in parts[2:]:
-        chunk = [value & 0x7F]
-        value >>= 7
-        while value:
-            chunk.append(0x80 | (value & 0x7F))
-            value >>= 7
-        out.extend(reversed(chunk))
-    return bytes(out)
-
-
-def _decode_oid(body: bytes) -> str:
-    if not body:
-        return ""
-    parts = [body[0] // 40, body[0] % 40] if body[0] < 80 else [2, body[0] - 80]
-    value = 0
-    for byte in body[1:]:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(map(str, parts))
