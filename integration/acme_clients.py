@@ -1,7 +1,6 @@
 """Real ACME clients we did not write (certbot, lego, Caddy) against a mount's ACME server in a real `bao`.
 
-- `AcmeMount`: a PKI mount (ours or the built-in) set up the way the built-in's docs ask: tuned response headers,
-  an EC root, `config/cluster` path, `config/acme` enabled with `dns_resolver` pointing at our test DNS server.
+- `make_acme_mount()`: an `AcmeMount` (acme_server_support) whose ACME DNS resolver is the `ChallDns` below.
 - `ChallDns`: Debian's pebble-challtestsrv serving DNS only. Every A query answers 127.0.0.1 (its -defaultIPv4), so
   any `*.acme.test` name the validator looks up lands on this machine; TXT records are written through its
   management API (the dns-01 hooks below do that from inside the clients).
@@ -28,7 +27,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -36,14 +34,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from integration.harness import BaoServer, HarnessError, unique_name
+from integration.acme_server_support import AcmeMount, make_mount
+from integration.harness import BaoServer, HarnessError
 from integration.lint import WILDCARD_DNS, lint_findings, openssl_verify
 from tests.external_ca.pebble import CHALLTESTSRV, free_port, free_udp_tcp_port
 
 # Machine-wide: every test (of any session) that binds 127.0.0.1:80/443 takes this lock first.
 PORT_LOCK = Path(tempfile.gettempdir()) / "python-pki-acme-ports.lock"
 HTTP01_PORT, TLSALPN01_PORT = 80, 443
-ACME_RESPONSE_HEADERS = ["Replay-Nonce", "Link", "Location", "Retry-After", "Last-Modified"]  # README's tuning
 DNS_HOOK = Path(__file__).with_name("acme_dns_hook.py")
 
 
@@ -151,80 +149,9 @@ class ChallDns:
 
 # -- the mount ----------------------------------------------------------------------------------------------------
 
-@dataclass
-class AcmeMount:
-    bao: BaoServer
-    kind: str            # "ours" or "builtin"
-    path: str
-    root_pem: str
-    dns_resolver: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.bao.addr}/v1/{self.path}"
-
-    @property
-    def directory(self) -> str:
-        return f"{self.base}/acme/directory"
-
-    def write(self, sub: str, body: dict) -> dict:
-        resp = self.bao.http("POST", f"{self.path}/{sub}", json=body)
-        if resp.status_code not in (200, 204):
-            raise HarnessError(f"{self.kind} {sub}: HTTP {resp.status_code}: {resp.text.strip()}")
-        return resp.json().get("data") or {} if resp.status_code == 200 else {}
-
-    def read(self, sub: str) -> dict:
-        resp = self.bao.http("GET", f"{self.path}/{sub}")
-        if resp.status_code != 200:
-            raise HarnessError(f"{self.kind} GET {sub}: HTTP {resp.status_code}: {resp.text.strip()}")
-        return resp.json()["data"]
-
-    def directory_json(self) -> dict:
-        resp = self.bao.http("GET", f"{self.path}/acme/directory", token=False)
-        if resp.status_code != 200:
-            raise HarnessError(f"{self.kind} mount's ACME directory: HTTP {resp.status_code}: {resp.text[:200]}")
-        return resp.json()
-
-    def configure_acme(self, **fields: object) -> None:
-        """config/acme enabled with our DNS server, plus `fields`."""
-        self.write("config/acme", {"enabled": True, "dns_resolver": self.dns_resolver, **fields})
-
-    def new_eab(self) -> tuple[str, str]:
-        data = self.write("acme/new-eab", {})
-        return data["id"], data["key"]
-
-    def revoked(self, cert: x509.Certificate) -> bool:
-        digits = f"{cert.serial_number:x}"
-        digits = "0" * (len(digits) % 2) + digits     # Vault's form: colon-separated bytes, no leading 00
-        serial = ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
-        return bool(self.read(f"cert/{serial}").get("revocation_time"))
-
-
 def make_acme_mount(bao: BaoServer, kind: str, dns: ChallDns, **acme_config: object) -> AcmeMount:
-    """A fresh mount of `kind` serving ACME; the directory is checked to answer before a client is started."""
-    path = unique_name(f"acme-{kind}")
-    if kind == "builtin":
-        bao.enable_builtin_mount(path)
-    else:
-        bao.enable_plugin_mount(path)
-    try:
-        resp = bao.http("POST", f"sys/mounts/{path}/tune",
-                        json={"allowed_response_headers": ACME_RESPONSE_HEADERS, "max_lease_ttl": "87600h"})
-        if resp.status_code not in (200, 204):
-            raise HarnessError(f"tune {path}: {resp.status_code} {resp.text}")
-        root = bao.http("POST", f"{path}/root/generate/internal",
-                        json={"common_name": f"ACME test root ({kind})", "key_type": "ec", "ttl": "8760h"})
-        if root.status_code != 200:
-            raise HarnessError(f"root on {path}: {root.status_code} {root.text}")
-        mount = AcmeMount(bao, kind, path, root.json()["data"]["certificate"], dns.resolver)
-        mount.write("config/cluster", {"path": mount.base, "aia_path": mount.base})
-        mount.configure_acme(**acme_config)
-        mount.directory_json()
-        return mount
-    except BaseException:
-        with contextlib.suppress(HarnessError):
-            bao.disable_mount(path)
-        raise
+    """`make_mount` with `dns` as the mount's ACME DNS resolver."""
+    return make_mount(bao, kind, dns.resolver, **acme_config)
 
 
 # -- checking what a client got -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 challtestsrv (from the pebble fixture) as the DNS server behind config/acme dns_resolver."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -10,57 +11,106 @@ import josepy
 import pytest
 from acme import client as acme_client
 from acme import messages
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from integration.harness import BaoServer, HarnessError, unique_name
 
-HEADERS = ["Replay-Nonce", "Link", "Location", "Retry-After", "Last-Modified"]
+HEADERS = ["Replay-Nonce", "Link", "Location", "Retry-After", "Last-Modified"]   # the README's tuning
 
 
 @dataclass
 class AcmeMount:
+    """A PKI mount (ours or the built-in) set up the way the built-in's docs ask: tuned response headers, an EC root,
+    `config/cluster` path, `config/acme` enabled with `dns_resolver` pointing at the test DNS server."""
+
     bao: BaoServer
+    kind: str            # "ours" or "builtin"
     path: str
-    kind: str             # "ours" | "ref"
     root_pem: str
+    dns_resolver: str
 
     @property
     def base(self) -> str:
         return f"{self.bao.addr}/v1/{self.path}"
 
-    def directory(self, prefix: str = "acme/") -> str:
+    @property
+    def directory(self) -> str:
+        return self.directory_at("acme/")
+
+    def directory_at(self, prefix: str) -> str:
         return f"{self.base}/{prefix}directory"
 
-    def write(self, sub: str, **data: Any) -> dict[str, Any]:
-        resp = self.bao.http("POST", f"{self.path}/{sub}", json=data)
-        assert resp.status_code in (200, 204), (self.kind, sub, resp.status_code, resp.text)
+    def write(self, sub: str, body: dict | None = None) -> dict:
+        resp = self.bao.http("POST", f"{self.path}/{sub}", json=body or {})
+        if resp.status_code not in (200, 204):
+            raise HarnessError(f"{self.kind} {sub}: HTTP {resp.status_code}: {resp.text.strip()}")
         return resp.json().get("data") or {} if resp.status_code == 200 else {}
 
+    def read(self, sub: str) -> dict:
+        resp = self.bao.http("GET", f"{self.path}/{sub}")
+        if resp.status_code != 200:
+            raise HarnessError(f"{self.kind} GET {sub}: HTTP {resp.status_code}: {resp.text.strip()}")
+        return resp.json()["data"]
 
-def make_mount(bao: BaoServer, kind: str, dns_port: int, **acme: Any) -> AcmeMount:
+    def directory_json(self) -> dict:
+        resp = self.bao.http("GET", f"{self.path}/acme/directory", token=False)
+        if resp.status_code != 200:
+            raise HarnessError(f"{self.kind} mount's ACME directory: HTTP {resp.status_code}: {resp.text[:200]}")
+        return resp.json()
+
+    def configure_acme(self, **fields: object) -> None:
+        """config/acme enabled with our DNS server, plus `fields`."""
+        self.write("config/acme", {"enabled": True, "dns_resolver": self.dns_resolver, **fields})
+
+    def new_eab(self) -> tuple[str, str]:
+        data = self.write("acme/new-eab")
+        return data["id"], data["key"]
+
+    def revoked(self, cert: x509.Certificate) -> bool:
+        digits = f"{cert.serial_number:x}"
+        digits = "0" * (len(digits) % 2) + digits     # Vault's form: colon-separated bytes, no leading 00
+        serial = ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+        return bool(self.read(f"cert/{serial}").get("revocation_time"))
+
+
+def make_mount(bao: BaoServer, kind: str, dns_resolver: str, **acme_config: object) -> AcmeMount:
+    """A fresh mount of `kind` ("ours" or "builtin") serving ACME; the directory is checked to answer before a
+    client is started."""
     path = unique_name(f"acme-{kind}")
-    if kind == "ours":
+    if kind == "builtin":
+        bao.enable_builtin_mount(path)
+    elif kind == "ours":
         bao.enable_plugin_mount(path)
     else:
-        bao.enable_builtin_mount(path)
-    resp = bao.http("POST", f"sys/mounts/{path}/tune", json={"allowed_response_headers": HEADERS,
-                                                               "max_lease_ttl": "87600h"})
-    assert resp.status_code in (200, 204), resp.text
-    root = bao.http("POST", f"{path}/root/generate/internal",
-                    json={"common_name": f"ACME {kind} Root", "ttl": "8760h", "key_type": "ec"})
-    assert root.status_code == 200, root.text
-    mount = AcmeMount(bao, path, kind, root.json()["data"]["certificate"])
-    mount.write("config/cluster", path=mount.base, aia_path=mount.base)
-    mount.write("config/acme", enabled=True, dns_resolver=f"127.0.0.1:{dns_port}", **acme)
-    return mount
+        raise ValueError(f"mount kind {kind!r}: 'ours' or 'builtin'")
+    try:
+        resp = bao.http("POST", f"sys/mounts/{path}/tune",
+                        json={"allowed_response_headers": HEADERS, "max_lease_ttl": "87600h"})
+        if resp.status_code not in (200, 204):
+            raise HarnessError(f"tune {path}: {resp.status_code} {resp.text}")
+        root = bao.http("POST", f"{path}/root/generate/internal",
+                        json={"common_name": f"ACME test root ({kind})", "key_type": "ec", "ttl": "8760h"})
+        if root.status_code != 200:
+            raise HarnessError(f"root on {path}: {root.status_code} {root.text}")
+        mount = AcmeMount(bao, kind, path, root.json()["data"]["certificate"], dns_resolver)
+        mount.write("config/cluster", {"path": mount.base, "aia_path": mount.base})
+        mount.configure_acme(**acme_config)
+        mount.directory_json()
+        return mount
+    except BaseException:
+        with contextlib.suppress(HarnessError):
+            bao.disable_mount(path)
+        raise
 
 
 @pytest.fixture()
 def acme_pair(bao: BaoServer, pebble_ca) -> Iterator[dict[str, AcmeMount]]:
     mounts: dict[str, AcmeMount] = {}
     try:
-        for kind in ("ours", "ref"):
-            mounts[kind] = make_mount(bao, kind, pebble_ca.dns_port)
+        # Keyed "ref" (the reference the differential tests compare against); the mount's kind is "builtin".
+        for key, kind in (("ours", "ours"), ("ref", "builtin")):
+            mounts[key] = make_mount(bao, kind, f"127.0.0.1:{pebble_ca.dns_port}")
         yield mounts
     finally:
         for m in mounts.values():

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.acme
 
 
 def _dns01_session(mount, pebble, names: list[str]) -> tuple[str, object]:
-    client = acme_client_for(mount.directory())
+    client = acme_client_for(mount.directory)
     client.new_account(messages.NewRegistration.from_data(email="ops@example.com",
                                                           terms_of_service_agreed=True))
     order = client.new_order(csr_pem(names).encode())

@@ -79,7 +79,7 @@ def der_csr(names: list[str]) -> str:
 
 @pytest.fixture()
 def ours(bao, pebble_ca):  # noqa: ANN001, ANN201
-    mount = make_mount(bao, "ours", pebble_ca.dns_port)
+    mount = make_mount(bao, "ours", f"127.0.0.1:{pebble_ca.dns_port}")
     try:
         yield mount
     finally:

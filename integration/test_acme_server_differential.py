@@ -75,10 +75,10 @@ def test_every_endpoint_and_error_case(acme_pair, pebble_ca):
         compare(ours, ref, m, label)
         return ours, ref
 
-    step("directory", lambda k: clients[k].http.get(m[k].directory(), timeout=30))
+    step("directory", lambda k: clients[k].http.get(m[k].directory, timeout=30))
     step("nonce HEAD", lambda k: clients[k].http.head(clients[k].url("new-nonce"), timeout=30))
     step("nonce GET", lambda k: clients[k].http.get(clients[k].url("new-nonce"), timeout=30))
-    step("unknown role directory", lambda k: clients[k].http.get(m[k].directory("roles/nope/acme/"), timeout=30))
+    step("unknown role directory", lambda k: clients[k].http.get(m[k].directory_at("roles/nope/acme/"), timeout=30))
     step("bad nonce", lambda k: clients[k].post("new-account", {}, use_jwk=True, nonce="bm9ub25jZQ"))
     step("wrong url", lambda k: clients[k].post("new-account", {}, use_jwk=True,
                                                 url=clients[k].url("new-order")))
@@ -153,10 +153,10 @@ def _stranger(c: RawAcme, url: str):  # noqa: ANN201
 def test_disabled_and_eab_policies(acme_pair, pebble_ca):
     m = acme_pair
     for k in m:
-        m[k].write("config/acme", eab_policy="new-account-required")
+        m[k].write("config/acme", {"eab_policy": "new-account-required"})
     ours, ref = (RawAcme(m[k]) for k in ("ours", "ref"))
-    compare(ours.http.get(m["ours"].directory()), ref.http.get(m["ref"].directory()), m, "eab directory")
-    assert ours.http.get(m["ours"].directory()).json()["meta"]["externalAccountRequired"] is True
+    compare(ours.http.get(m["ours"].directory), ref.http.get(m["ref"].directory), m, "eab directory")
+    assert ours.http.get(m["ours"].directory).json()["meta"]["externalAccountRequired"] is True
     compare(ours.register(), ref.register(), m, "eab required")
     eab = {k: m[k].write("acme/new-eab") for k in m}
     clients = {"ours": ours, "ref": ref}
@@ -169,8 +169,8 @@ def test_disabled_and_eab_policies(acme_pair, pebble_ca):
     compare(*(wrong[k].register(externalAccountBinding=_binding(wrong[k], eab[k], wrong[k].url("new-order")))
               for k in ("ours", "ref")), m, "eab wrong url")
     for k in m:
-        m[k].write("config/acme", enabled=False)
-    compare(ours.http.get(m["ours"].directory()), ref.http.get(m["ref"].directory()), m, "disabled directory")
+        m[k].write("config/acme", {"enabled": False})
+    compare(ours.http.get(m["ours"].directory), ref.http.get(m["ref"].directory), m, "disabled directory")
     compare(ours.post("new-account", {}, nonce="bm9uY2U", use_jwk=True),
             ref.post("new-account", {}, nonce="bm9uY2U", use_jwk=True), m, "disabled new-account")
 
