@@ -214,8 +214,9 @@ class Cluster:
             self.wait_active(timeout)
             # Joined nodes are non-voters until autopilot has seen them healthy for the stabilization time
             # (10 s by default); until then losing the active leaves no quorum.
-            self._ok(first.http("POST", "sys/storage/raft/autopilot/configuration",
-                                json={"server_stabilization_time": "2s"}), "autopilot configuration")
+            if first.storage == "raft":
+                self._ok(first.http("POST", "sys/storage/raft/autopilot/configuration",
+                                    json={"server_stabilization_time": "2s"}), "autopilot configuration")
             for node in self.nodes[1:]:
                 self._unseal_if_shamir(node)
             self.wait_healthy(timeout)
@@ -270,7 +271,7 @@ class Cluster:
             codes = [n.health_code() if n.running() else None for n in self.nodes]
             if codes.count(_ACTIVE) == 1 and all(c == _ACTIVE or c in _STANDBYS for c in codes):
                 active = self.nodes[codes.index(_ACTIVE)]
-                if self.voters(active) == {n.node_id for n in self.nodes}:
+                if active.storage != "raft" or self.voters(active) == {n.node_id for n in self.nodes}:
                     return active
             time.sleep(0.2)
         raise HarnessError(f"cluster not healthy after {timeout}s\n" + self.describe())
@@ -293,6 +294,12 @@ class Cluster:
         except (requests.RequestException, ValueError, KeyError, TypeError):
             return set()
         return {s["node_id"] for s in servers if s.get("voter")}
+
+    def catalog(self, name: str = PLUGIN_NAME) -> list[dict[str, Any]]:
+        """The plugin catalog's secret-plugin entries named `name` (one per registered version)."""
+        resp = self._ok(self.active().http("GET", "sys/plugins/catalog"), "read the plugin catalog")
+        return [e for e in resp.json()["data"].get("detailed") or []
+                if e.get("name") == name and e.get("type") == "secret" and not e.get("builtin")]
 
     @staticmethod
     def _ok(resp: requests.Response, what: str) -> requests.Response:
