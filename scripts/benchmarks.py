@@ -237,6 +237,8 @@ def main() -> None:
     from scripts import bench_engine, bench_profile
     extra.update(bench_engine.BENCHES)
     extra.update(bench_profile.BENCHES)
+    from scripts import bench_cluster
+    extra.update(bench_cluster.BENCHES)
     benches = {**BENCHES, **extra}
     # `revoke` ends with the 100k-entry CRL build, so `all` does not run `crl100k` a second time; `profile`
     # (a sampler attached to the plugin) would slow the figures of what runs beside it.
