@@ -118,9 +118,8 @@ async def new_account(call: Call) -> Answer:
     if eab is not None:
         # Consumed before the account exists: a failure after this point costs the client a new EAB key, never a
         # second account on one key.
-        if await call.store.storage.get("acme/eab/" + eab.id) is None:
+        if not await call.store.delete_eab(eab.id):
             raise problem("unauthorized", prefix="eab was already used")
-        await call.store.storage.delete("acme/eab/" + eab.id)
     acct = Account(kid=str(uuid.uuid4()), status="valid", jwk=call.jwk, thumbprint=call.thumbprint,
                    acme_directory=call.directory.directory, contact=contact, terms_of_service_agreed=tos,
                    created=rfc3339(now()), eab_id=eab.id if eab else "",

@@ -2,7 +2,6 @@
 `acme/mgmt/account/keyid` (list accounts, read one, revoke or re-validate it). These need a Vault token."""
 from __future__ import annotations
 
-import base64
 import secrets
 import uuid
 from typing import Any
@@ -11,6 +10,7 @@ from engine.acme.config import (
     EAB_POLICIES, check_dns_resolver, directory_policy_kind, public_acme_disabled,
     read_config, write_config,
 )
+from engine.acme.jws import b64d, b64e
 from engine.acme.records import ACCOUNTS, EABS, AcmeStore, Eab, now, rfc3339
 from engine.acme.paths import acme_prefixes, directory_of
 from engine.api.openapi_hints import pki
@@ -27,7 +27,7 @@ S, B, CSV, D, I, M = (FieldType.STRING, FieldType.BOOL, FieldType.COMMA_STRING_S
                       FieldType.INT, FieldType.MAP)
 # Decodes to bytes whose base64url starts "vault-eab-0-" (a multiple of 3 bytes), so no key begins with "-",
 # which command lines would read as an option. Clients that show the prefix recognise these keys.
-EAB_KEY_PREFIX = base64.urlsafe_b64decode("vault-eab-0-")
+EAB_KEY_PREFIX = b64d("vault-eab-0-")
 CLUSTER_PATH_MISSING = "ACME feature requires local cluster 'path' field configuration to be set"
 
 
@@ -188,15 +188,13 @@ def paths(ctx: PkiContext) -> list[Path]:
         except ValueError:
             raise _fail("badly formatted key_id field") from None
         resp = Response()
-        if await req.storage.get(EABS + key_id) is None:
+        if not await AcmeStore(req.storage).delete_eab(key_id):
             resp.add_warning("No key id found with id: " + key_id)
-        else:
-            await req.storage.delete(EABS + key_id)
         return resp
 
     async def new_eab(req: Request, d: FieldData) -> Response:
         rec = Eab(id=str(uuid.uuid4()), key_type="hs",
-                  key=base64.urlsafe_b64encode(EAB_KEY_PREFIX + secrets.token_bytes(32)).decode().rstrip("="),
+                  key=b64e(EAB_KEY_PREFIX + secrets.token_bytes(32)),
                   acme_directory=directory_of(req.path), created_on=rfc3339(now()))
         await AcmeStore(req.storage).put_eab(rec)
         return Response(data={"id": rec.id, "key_type": rec.key_type, "key": rec.key,

@@ -177,6 +177,13 @@ class AcmeStore:
     async def put_eab(self, rec: Eab) -> None:
         await self._put(EABS + rec.id, rec)
 
+    async def delete_eab(self, eid: str) -> bool:
+        """Deletes EAB key `eid`; False when there is none (never made, spent or deleted)."""
+        if await self.storage.get(EABS + eid) is None:
+            return False
+        await self.storage.delete(EABS + eid)
+        return True
+
     async def account(self, kid: str) -> Account | None:
         return await self._get(Account, account_key(kid))
 
