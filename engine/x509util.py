@@ -96,19 +96,23 @@ def load_pem_certificates(data: str | bytes) -> list[x509.Certificate]:
 
 def private_key_to_pem(key: PrivateKeyTypes, pkcs8: bool = False) -> str:
     """Native encodings as Vault writes them: PKCS#1 for RSA, SEC1 for EC, PKCS#8 for Ed25519 (or PKCS#8 on request)."""
-    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) or _mldsa_level(key):
-        fmt = serialization.PrivateFormat.PKCS8
-    else:
-        fmt = serialization.PrivateFormat.TraditionalOpenSSL
-    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode()
+    return key.private_bytes(serialization.Encoding.PEM, _private_format(key, pkcs8),
+                             serialization.NoEncryption()).decode()
 
 
 def private_key_to_der(key: PrivateKeyTypes, pkcs8: bool = False) -> bytes:
-    if pkcs8 or isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) or _mldsa_level(key):
-        fmt = serialization.PrivateFormat.PKCS8
-    else:
-        fmt = serialization.PrivateFormat.TraditionalOpenSSL
-    return key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.DER, _private_format(key, pkcs8), serialization.NoEncryption())
+
+
+def _private_format(key: PrivateKeyTypes, pkcs8: bool) -> serialization.PrivateFormat:
+    if pkcs8:
+        return serialization.PrivateFormat.PKCS8
+    # EC and RSA first: the issue path's keys, answered without the negative ABC checks below.
+    if isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        return serialization.PrivateFormat.TraditionalOpenSSL
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) or _mldsa_level(key):
+        return serialization.PrivateFormat.PKCS8
+    return serialization.PrivateFormat.TraditionalOpenSSL
 
 
 def key_type_name(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> str:
