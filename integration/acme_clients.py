@@ -50,6 +50,17 @@ def fresh_name(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}.acme.test"
 
 
+def _end(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s, for a helper process still running."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 # -- ports 80/443 -------------------------------------------------------------------------------------------------
 
 def _bindable(port: int) -> str:
@@ -137,13 +148,7 @@ class ChallDns:
         return {"CHALLTESTSRV_URL": self.management_url}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        _end(self.proc)
         self._log.close()
 
 
@@ -390,12 +395,6 @@ class Caddy:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
         if self.proc:
+            _end(self.proc)
             self._log.close()
