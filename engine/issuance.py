@@ -594,5 +594,5 @@ def render(cert: x509.Certificate, private_key: PrivateKeyTypes | None, issuer: 
         if key_pem is not None:
             data["private_key"] = key_pem
     if private_key is not None:
-        data["private_key_type"] = _key_kind(private_key.public_key())[0]
+        data["private_key_type"] = key_type_name(private_key)   # keys we generate are one of its four types
     return data
