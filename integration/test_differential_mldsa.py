@@ -9,6 +9,7 @@ verify our leaf's signature (revocation by PEM checks it against the mount's iss
 from __future__ import annotations
 
 import base64
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -127,7 +128,7 @@ def test_leaves_csrs_crls_and_ocsp(bao: BaoServer, mounts: Mounts, level: int) -
         assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
         request = ocsp.OCSPRequestBuilder().add_certificate(leaf, roots[mount], hashes.SHA1()).build()
         encoded = base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode()
-        resp = bao.http("GET", f"{mount}/ocsp/{encoded}")
+        resp = bao.http("GET", f"{mount}/ocsp/{urllib.parse.quote(encoded, safe='')}")
         answer = ocsp.load_der_ocsp_response(resp.content)
         if mount == mounts.ref:
             # Deliberate difference: the built-in's OCSP library cannot sign with ML-DSA; it answers internalError.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -135,7 +136,7 @@ def test_hsm_hierarchy_through_the_server(hsm_bao: BaoServer, softhsm: SoftHsm, 
     int_cert = x509.load_pem_x509_certificate(signed["certificate"].encode())
     req = ocsp.OCSPRequestBuilder().add_certificate(leaf_cert, int_cert, hashes.SHA1()).build()
     b64 = base64.b64encode(req.public_bytes(serialization.Encoding.DER)).decode()
-    ocsp_resp = bao.http("GET", f"{int_mount}/ocsp/{b64}", token=False)
+    ocsp_resp = bao.http("GET", f"{int_mount}/ocsp/{urllib.parse.quote(b64, safe='')}", token=False)
     assert ocsp_resp.status_code == 200, ocsp_resp.text
     resp_der = tmp_path / "ocsp.der"
     resp_der.write_bytes(ocsp_resp.content)
