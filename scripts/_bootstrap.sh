@@ -62,7 +62,7 @@ pp_bootstrap() {
 # Tools from Debian packages that some tests need (.ci/run installs them).
 pp_check_system_packages() {
     local missing=() t
-    for t in pebble:pebble pebble-challtestsrv:pebble softhsm2-util:softhsm2 hey:hey openssl:openssl jq:jq lego:lego caddy:caddy; do
+    for t in pebble:pebble pebble-challtestsrv:pebble softhsm2-util:softhsm2 hey:hey openssl:openssl jq:jq lego:lego caddy:caddy chromium:chromium chromedriver:chromium-driver; do
         command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
     done
     [ -f /usr/lib/softhsm/libsofthsm2.so ] || missing+=(softhsm2)
