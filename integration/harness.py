@@ -20,8 +20,9 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import requests
 
@@ -552,6 +553,19 @@ class VaultContainer(Client):
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
             self.container = None
+
+
+@contextmanager
+def dropin_server(directory: Path) -> Iterator[BaoServer]:
+    """A started server with ours registered both as `python-pki` and, through the real CLI, as `pki` v0.1.0."""
+    srv = BaoServer(directory)
+    try:
+        srv.start()
+        srv.register()
+        srv.register_pki_with_cli()
+        yield srv
+    finally:
+        srv.stop()
 
 
 def mount_storage_keys(client: Client, mount: str) -> dict[str, str]:

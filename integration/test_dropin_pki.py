@@ -8,21 +8,15 @@ from typing import Iterator
 
 import pytest
 
-from integration.harness import PKI_TYPE, PLUGIN_NAME, PLUGIN_VERSION, BaoServer, unique_name
+from integration.harness import PKI_TYPE, PLUGIN_NAME, PLUGIN_VERSION, BaoServer, dropin_server, unique_name
 from integration.healthcheck import differences, health_check
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     """A server with ours registered as `python-pki` and as `pki` v0.1.0 (with the real CLI)."""
-    srv = BaoServer(tmp_path_factory.mktemp("bao-pki"))
-    try:
-        srv.start()
-        srv.register()
-        srv.register_pki_with_cli()
+    with dropin_server(tmp_path_factory.mktemp("bao-pki")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _mount_info(srv: BaoServer, path: str) -> dict:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from integration.harness import PKI_TYPE, BaoServer
+from integration.harness import PKI_TYPE, BaoServer, dropin_server
 
 pytestmark = pytest.mark.webui
 
@@ -116,14 +116,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
     reason = _chromium_missing()
     if reason:
         pytest.skip(reason)
-    srv = BaoServer(tmp_path_factory.mktemp("bao-webui"))
-    try:
-        srv.start()
-        srv.register()
-        srv.register_pki_with_cli()
+    with dropin_server(tmp_path_factory.mktemp("bao-webui")) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
